@@ -1,0 +1,47 @@
+"""Data check: ``python -m fastcifar.data [--data-dir DIR]`` finds (or downloads) CIFAR-10,
+loads it, and prints what it found and how long loading took."""
+
+import argparse
+import sys
+
+import numpy as np
+
+from . import ENV_DATA_DIR, DataError, load_cifar10
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fastcifar.data", description=__doc__)
+    add_data_args(parser)
+    return parser
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """The data flags every fastcifar command shares."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data-dir", default=None,
+                       help="folder holding cifar-10-batches-py "
+                       f"(default: ${ENV_DATA_DIR}, else ./data)")
+    group.add_argument("--no-download", action="store_true",
+                       help="never download; fail if the data is not on disk")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        data = load_cifar10(args.data_dir, download=not args.no_download)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    how = "from cache" if data.from_cache else f"from the {data.layout} layout"
+    print(f"CIFAR-10 at {data.folder} ({how}, {data.load_seconds:.2f} s)")
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        counts = np.bincount(labels, minlength=len(data.classes))
+        per_class = ", ".join(f"{name} {n}" for name, n in zip(data.classes, counts))
+        shape = f"{tuple(images.shape[1:])} {images.dtype}"
+        print(f"  {split}: {len(labels)} images {shape}; {per_class}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

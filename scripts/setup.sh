@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up fastcifar in ./.venv: torch, then the package (editable) with its test tools.
+#   ./scripts/setup.sh                      # torch 2.14.1 (CUDA 13 build; runs on the CPU too)
+#   FASTCIFAR_TORCH="torch==2.9.1 torchvision==0.24.1" ./scripts/setup.sh   # another build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+torch_spec=${FASTCIFAR_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+# torch first, pinned, so that nothing later pulls a different build
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q $torch_spec
+fi
+.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -c "import torch, fastcifar; print(f'fastcifar {fastcifar.__version__} ready: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"

@@ -1,0 +1,36 @@
+"""Shared fixtures: small synthetic CIFAR folders, the real copy when present, fixed seeds."""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastcifar.data.synthetic import write_synthetic_cifar
+
+REPO = Path(__file__).resolve().parent.parent
+# the real copy (../shared/cifar10/unpack.py data), used only by tests that skip without it
+REAL_DATA = Path(os.environ.get("FASTCIFAR_DATA", REPO / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def synthetic_root(tmp_path) -> Path:
+    """A folder holding a 500/100-image synthetic cifar-10-batches-py."""
+    write_synthetic_cifar(tmp_path, n_train=500, n_test=100, seed=0)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_data_env(monkeypatch):
+    # tests choose their data folder explicitly; a user's FASTCIFAR_DATA must not leak in
+    monkeypatch.delenv("FASTCIFAR_DATA", raising=False)
+    monkeypatch.delenv("FASTCIFAR_DATA_URL", raising=False)

@@ -1,7 +1,8 @@
 """Data analysis, as in the report: ``python -m fastcifar.analyze --data-dir DIR --out DIR``.
 
 Writes Figure 1 (example images per class) and Figure 2 (samples per class, train and test) as
-PNGs, and prints the per-channel mean and std of both splits.
+PNGs, and prints the per-channel mean and std of both splits. With ``--augment PRESET`` (and
+``--backend torch|dali``) it also writes Figure 3: originals beside augmented copies.
 """
 
 import argparse
@@ -12,6 +13,7 @@ import numpy as np
 
 from .data import DataError, load_cifar10
 from .data.__main__ import add_data_args
+from .figures import pyplot as _pyplot
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,15 +27,6 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         total_sq += (chunk**2).sum(0)
     mean = total / len(pixels)
     return mean, np.sqrt(total_sq / len(pixels) - mean**2)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no screen needed
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_examples(images, labels, classes, path: Path, per_class: int = 10, seed: int = 0):
@@ -73,16 +66,51 @@ def plot_class_counts(train_labels, test_labels, classes, path: Path):
     plt.close(fig)
 
 
+def plot_augmentations(images, labels, classes, path: Path, preset: str, backend: str = "torch",
+                       rows: int = 8, copies: int = 7, seed: int = 0):
+    """Figure 3: ``rows`` random training images, each followed by ``copies`` augmentations."""
+    from .augment import get_preset
+    from .augment.preview import augment_examples
+
+    plt = _pyplot()
+    picks = np.random.default_rng(seed).choice(len(images), size=rows, replace=False)
+    augmented = augment_examples(images[picks], get_preset(preset), copies, backend, seed)
+    fig, axes = plt.subplots(rows, copies + 1, figsize=((copies + 1) * 0.95, rows * 0.95))
+    for row, index in enumerate(picks):
+        for col in range(copies + 1):
+            ax = axes[row, col]
+            ax.imshow(images[index] if col == 0 else augmented[row, col - 1],
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(classes[labels[index]], rotation=0, ha="right", va="center",
+                                fontsize=8)
+    axes[0, 0].set_title("original", fontsize=8)
+    fig.suptitle(f"augmentation preset {preset!r} ({backend} backend)", y=0.93)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastcifar.analyze", description=__doc__)
     add_data_args(parser)
     parser.add_argument("--out", default="runs/analysis", help="folder for the figures")
-    parser.add_argument("--seed", type=int, default=0, help="which examples Figure 1 shows")
+    parser.add_argument("--seed", type=int, default=0, help="which examples Figures 1, 3 show")
+    parser.add_argument("--augment", metavar="PRESET", default=None,
+                        help="also draw Figure 3 for this augmentation preset (e.g. flip_affine)")
+    parser.add_argument("--backend", default="torch", choices=["torch", "dali"],
+                        help="which augmentation backend draws Figure 3")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.augment is not None:
+        from .augment import PRESETS
+
+        if args.augment not in PRESETS:
+            parser.error(f"--augment {args.augment!r} is not a preset; valid: {', '.join(PRESETS)}")
     try:
         data = load_cifar10(args.data_dir, download=not args.no_download)
     except DataError as err:
@@ -100,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {split:5s} mean (R, G, B) = {np.array2string(mean, precision=4)}"
               f"  std = {np.array2string(std, precision=4)}")
     print(f"wrote {fig1} and {fig2}")
+    if args.augment is not None:
+        fig3 = out / f"fig3_augment_{args.augment}_{args.backend}.png"
+        try:
+            plot_augmentations(data.train_images, data.train_labels, data.classes, fig3,
+                               args.augment, args.backend, seed=args.seed)
+        except ImportError as err:  # the dali backend without DALI installed
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {fig3}")
     return 0
 
 

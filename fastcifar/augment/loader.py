@@ -1,0 +1,116 @@
+"""``make_loader``: the one entry point the engine uses, whichever backend augments.
+
+    loader = make_loader(data.train_images, data.train_labels, get_preset("flip_affine"), 512,
+                         train=True, device="cuda", seed=0)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)          # optional: iterating advances the epoch by itself
+        for x, y in loader: ...          # x float (B, 3, 32, 32) normalised, y int64, on device
+"""
+
+import numpy as np
+import torch
+
+from .params import sample_params
+from .spec import AugmentSpec
+from .torch_ops import apply_params, normalize, to_float_nchw
+
+BACKENDS = ("torch", "dali")
+
+
+def stream_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed that is a pure function of (seed, epoch, stream): resumable epochs."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled sample order of one epoch, drawn on the CPU so every device agrees."""
+    gen = torch.Generator().manual_seed(stream_seed(seed, epoch, 0))
+    return torch.randperm(n, generator=gen)
+
+
+def check_arrays(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, H, W, 3) images and (N,) integer labels as CPU or device tensors; else raise."""
+    images = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) \
+        else images
+    labels = torch.from_numpy(np.asarray(labels)) if not torch.is_tensor(labels) else labels
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3) (NHWC), got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    if labels.shape != images.shape[:1] or labels.is_floating_point():
+        raise ValueError(f"labels must be integers of shape ({len(images)},), got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    return images, labels.long()
+
+
+class _Batches:
+    """Shared bookkeeping: epoch counter, sample order per epoch, batch boundaries."""
+
+    def __init__(self, n, batch_size, train, seed, drop_last):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.n, self.batch_size, self.train, self.seed = n, batch_size, train, seed
+        self.drop_last = train if drop_last is None else drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (its order and draws depend only on it)."""
+        self.epoch = epoch
+
+    def _next_epoch(self) -> tuple[int, list[torch.Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        order = epoch_order(self.n, self.seed, epoch) if self.train else torch.arange(self.n)
+        return epoch, list(order[: len(self) * self.batch_size].split(self.batch_size))
+
+
+class TorchLoader(_Batches):
+    """The data set lives on ``device`` as uint8; each batch is gathered and augmented there."""
+
+    def __init__(self, images, labels, spec: AugmentSpec, batch_size: int, *, train: bool,
+                 device="cpu", seed=0, drop_last=None, dtype=torch.float32, channels_last=True):
+        images, labels = check_arrays(images, labels)
+        super().__init__(len(images), batch_size, train, seed, drop_last)
+        self.device = torch.device(device)
+        self.images = images.to(self.device)  # moved once
+        self.labels = labels.to(self.device)
+        self.spec = spec if train else spec.eval_spec()
+        self.dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __iter__(self):
+        epoch, batches = self._next_epoch()
+        gen = torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, epoch, 1))
+        height, width = self.images.shape[1:3]
+        for idx in batches:
+            idx = idx.to(self.device, non_blocking=True)
+            x = to_float_nchw(self.images[idx])
+            params = sample_params(self.spec, len(idx), height, width, gen)
+            x = normalize(apply_params(x, params, self.spec), self.spec)
+            yield x.to(self.dtype, memory_format=self.memory_format), self.labels[idx]
+
+
+def make_loader(images, labels, spec: AugmentSpec, batch_size: int, *, train: bool,
+                backend: str = "torch", device="cpu", seed: int = 0, drop_last: bool | None = None,
+                dtype: torch.dtype = torch.float32, channels_last: bool = True):
+    """A loader yielding ``(x, y)`` on ``device``; see the module docstring.
+
+    train=True shuffles (epoch k's order and draws are a pure function of (seed, k)), augments
+    by ``spec`` and drops the last partial batch unless ``drop_last=False``; train=False keeps
+    the order, only normalises, and keeps the last partial batch.
+    """
+    if not isinstance(spec, AugmentSpec):
+        raise TypeError(f"spec must be an AugmentSpec, got {type(spec).__name__}")
+    kwargs = dict(train=train, device=device, seed=seed, drop_last=drop_last, dtype=dtype,
+                  channels_last=channels_last)
+    if backend == "torch":
+        return TorchLoader(images, labels, spec, batch_size, **kwargs)
+    if backend == "dali":
+        from .dali import DaliLoader  # DALI is optional: imported only when asked for
+
+        return DaliLoader(images, labels, spec, batch_size, **kwargs)
+    raise ValueError(f"unknown augmentation backend {backend!r}; valid: {', '.join(BACKENDS)}")

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .layers import BN_RELU_IMPLS, resolve_bn_relu
+from .layers import BN_RELU_CHOICES, BN_RELU_IMPLS, resolve_bn_relu
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -28,7 +28,8 @@ def create_model(name: str, bn_relu: str = "eager", **opts) -> nn.Module:
 
     Args:
         name: one of ``list_models()``.
-        bn_relu: which implementation runs each "BatchNorm then ReLU"; one of BN_RELU_IMPLS.
+        bn_relu: which implementation runs each "BatchNorm then ReLU": one of BN_RELU_CHOICES
+            ("eager", "triton", or "auto" = triton when CUDA is available, else eager).
         **opts: passed to the model's entrypoint (e.g. ``num_classes``).
     """
     if name not in _MODELS:
@@ -37,4 +38,4 @@ def create_model(name: str, bn_relu: str = "eager", **opts) -> nn.Module:
     return _MODELS[name](norm=norm, **opts)
 
 
-__all__ = ["BN_RELU_IMPLS", "create_model", "list_models", "register_model"]
+__all__ = ["BN_RELU_CHOICES", "BN_RELU_IMPLS", "create_model", "list_models", "register_model"]

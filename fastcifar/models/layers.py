@@ -3,10 +3,11 @@
 Every "BatchNorm then ReLU" in the networks is built here, by one ``Norm`` pair of classes:
 ``BatchNormReLU2d`` and ``BatchNormAddReLU2d`` (BatchNorm, add a residual, ReLU). They subclass
 ``nn.BatchNorm2d``, so their parameters and state-dict keys are BatchNorm's: a fused
-implementation (e.g. a Triton kernel) plugs in by registering another pair in BN_RELU_IMPLS,
-and checkpoints move freely between implementations.
+implementation (e.g. a Triton kernel) plugs in by registering another pair in BN_RELU_IMPLS (as
+"triton" does, on first use), and checkpoints move freely between implementations.
 """
 
+import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -37,11 +38,30 @@ class Norm:
 
 
 BN_RELU_IMPLS: dict[str, Norm] = {"eager": Norm(BatchNormReLU2d, BatchNormAddReLU2d)}
+# "triton": fastcifar.kernels (imported on first use, so that importing the models never needs
+# triton); "auto": triton when CUDA (and triton) is available, else eager.
+BN_RELU_CHOICES = ("eager", "triton", "auto")
+
+
+def _triton_impl() -> Norm:
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        raise ImportError("bn_relu='triton' needs the triton package, which comes with the CUDA "
+                          "builds of torch (pip install triton); or use bn_relu='eager'") from e
+    from fastcifar.kernels.autograd import TRITON
+
+    return TRITON
 
 
 def resolve_bn_relu(name: str) -> Norm:
+    if name not in BN_RELU_CHOICES:
+        raise ValueError(f"unknown bn_relu {name!r}; choose one of: {', '.join(BN_RELU_CHOICES)}")
+    if name == "auto":
+        has_triton = importlib.util.find_spec("triton") is not None
+        name = "triton" if torch.cuda.is_available() and has_triton else "eager"
     if name not in BN_RELU_IMPLS:
-        raise ValueError(f"unknown bn_relu {name!r}; choose one of: {', '.join(BN_RELU_IMPLS)}")
+        BN_RELU_IMPLS[name] = _triton_impl()
     return BN_RELU_IMPLS[name]
 
 

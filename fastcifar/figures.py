@@ -6,6 +6,7 @@ Reads metric histories and matrices only; never imports the engine. Drawn off-sc
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator  # no backend chosen by this import
 
 from .metrics import THRESHOLDS
 
@@ -19,6 +20,7 @@ def pyplot():
     return plt
 
 
+
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     """Loss and accuracy per epoch: train, validation (if any) and test, with the benchmarks."""
     plt = pyplot()
@@ -26,13 +28,16 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for split, style in (("train", "-"), ("val", "--"), ("test", "-")):
         if history and history[0].get(f"{split}_loss") is not None:
-            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
-            ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], style, label=split)
+            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, marker=".",
+                         label=split)
+            ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], style, marker=".",
+                        label=split)
     for t in THRESHOLDS:
         ax_acc.axhline(t, color="grey", lw=0.5, ls=":")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (dotted: 86-94 %)")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
@@ -82,6 +87,7 @@ def plot_overlay(curves: dict[str, list[dict]], path: Path, key: str = "test_acc
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.5, ls=":")
     ax.set(xlabel="epoch", ylabel=key.replace("_", " ") + " (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110, bbox_inches="tight")

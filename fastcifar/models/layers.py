@@ -43,12 +43,16 @@ BN_RELU_IMPLS: dict[str, Norm] = {"eager": Norm(BatchNormReLU2d, BatchNormAddReL
 BN_RELU_CHOICES = ("eager", "triton", "auto")
 
 
+def _triton_usable() -> bool:
+    # the custom ops need triton and torch.library.triton_op (torch >= 2.6)
+    return importlib.util.find_spec("triton") is not None and hasattr(torch.library, "triton_op")
+
+
 def _triton_impl() -> Norm:
-    try:
-        import triton  # noqa: F401
-    except ImportError as e:
-        raise ImportError("bn_relu='triton' needs the triton package, which comes with the CUDA "
-                          "builds of torch (pip install triton); or use bn_relu='eager'") from e
+    if not _triton_usable():
+        raise ImportError(f"bn_relu='triton' needs the triton package (it comes with the CUDA "
+                          f"builds of torch) and torch >= 2.6 (this is {torch.__version__}); "
+                          "or use bn_relu='eager'")
     from fastcifar.kernels.autograd import TRITON
 
     return TRITON
@@ -58,8 +62,7 @@ def resolve_bn_relu(name: str) -> Norm:
     if name not in BN_RELU_CHOICES:
         raise ValueError(f"unknown bn_relu {name!r}; choose one of: {', '.join(BN_RELU_CHOICES)}")
     if name == "auto":
-        has_triton = importlib.util.find_spec("triton") is not None
-        name = "triton" if torch.cuda.is_available() and has_triton else "eager"
+        name = "triton" if torch.cuda.is_available() and _triton_usable() else "eager"
     if name not in BN_RELU_IMPLS:
         BN_RELU_IMPLS[name] = _triton_impl()
     return BN_RELU_IMPLS[name]

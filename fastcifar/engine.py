@@ -1,0 +1,92 @@
+"""The training and evaluation loops: no argparse, no files, no printing (a tqdm bar aside).
+
+Loss and accuracy are summed on the device and read back only every ``check_every`` steps and at
+the end of the epoch, so a CUDA step never waits for the host.
+"""
+
+import time
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .metrics import confusion_matrix
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; ``epoch`` and ``step`` say where (both from 0)."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}")
+        self.epoch, self.step = epoch, step
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_epoch(
+    model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, *, epoch: int,
+    label_smoothing: float = 0.0, check_every: int = 1, progress: bool = False,
+) -> dict:
+    """One pass over ``loader``. Returns loss, accuracy (%), images and training seconds."""
+    device = next(model.parameters()).device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step
+    images = 0
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", unit="step", leave=False,
+               disable=not progress)
+    synchronize(device)
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
+        images += len(y)
+        if (step + 1) % check_every == 0:  # the only host-device syncs inside the epoch
+            _check_finite(first_bad, epoch)
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss_sum.item() / images:.3f}", img_s=f"{images / elapsed:.0f}")
+        bar.update(1)
+    _check_finite(first_bad, epoch)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    bar.close()
+    images_or_1 = max(images, 1)
+    return {"loss": loss_sum.item() / images_or_1, "acc": 100.0 * correct.item() / images_or_1,
+            "images": images, "seconds": seconds}
+
+
+def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
+    step = int(first_bad.item())
+    if step >= 0:
+        raise NonFiniteLoss(epoch, step)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, num_classes: int = 10) -> dict:
+    """Loss, accuracy (%) and confusion matrix of ``model`` on ``loader`` (eval mode)."""
+    device = next(model.parameters()).device
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    preds, labels = [], []
+    for x, y in loader:
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        preds.append(logits.argmax(1))
+        labels.append(y)
+    preds, labels = torch.cat(preds), torch.cat(labels)
+    n = len(labels)
+    return {"loss": loss_sum.item() / n, "acc": 100.0 * (preds == labels).sum().item() / n,
+            "confusion": confusion_matrix(preds, labels, num_classes)}

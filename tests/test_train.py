@@ -1,0 +1,186 @@
+"""The training CLI end to end on small synthetic data (CPU): outputs, resume, crashes, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO
+from fastcifar import evaluate as evaluate_cli
+from fastcifar import train
+from fastcifar.checkpoint import load_checkpoint
+from fastcifar.data.synthetic import write_synthetic_cifar
+from fastcifar.recipes import TABLE1
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_synthetic_cifar(root, n_train=400, n_test=100, seed=0)
+    return root
+
+
+def flags(data_dir, out, *extra):
+    return ["--data-dir", str(data_dir), "--out", str(out), "--quiet", "--device", "cpu", *extra]
+
+
+def history(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def learned(rows):
+    keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+    return [{k: r[k] for k in keys} for r in rows]
+
+
+def test_cnn_run_writes_every_output(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(flags(data_dir, out, "--model", "cnn", "--epochs", "2",
+                            "--batch-size", "50", "--lr", "0.05")) == 0
+    for name in ("config.json", "metrics.jsonl", "summary.json", "best.pt", "last.pt",
+                 "curves.png", "confusion.png", "per_class.png"):
+        assert (out / name).is_file(), name
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[-1]["test_acc"] > 30  # 10 classes: chance is 10 %; the synthetic set is easy
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"] == 1_838_346
+    assert summary["final"]["test_acc"] == rows[-1]["test_acc"]
+    assert [t["threshold"] for t in summary["thresholds"]] == [86, 88, 90, 92, 94]
+    assert "test set" in summary["best_by_test"]["note"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["batch_size"] == 50 and config["environment"]["torch"]
+    state = load_checkpoint(out / "last.pt")  # weights_only=True
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+
+
+def test_same_seed_same_metrics_and_resume_matches(data_dir, tmp_path):
+    common = ["--recipe", "row2_cnn_aug_plateau", "--batch-size", "50", "--lr", "0.05",
+              "--val-split", "50", "--seed", "7"]
+    straight = tmp_path / "straight"
+    assert train.main(flags(data_dir, straight, *common, "--epochs", "3")) == 0
+    again = tmp_path / "again"
+    assert train.main(flags(data_dir, again, *common, "--epochs", "3")) == 0
+    assert learned(history(again)) == learned(history(straight))
+    # one epoch, then resume to three: the same numbers as the uninterrupted run
+    split = tmp_path / "split"
+    assert train.main(flags(data_dir, split, *common, "--epochs", "1")) == 0
+    assert train.main(["--resume", str(split), "--epochs", "3", "--quiet",
+                       "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    assert learned(history(split)) == learned(history(straight))
+    a, b = load_checkpoint(split / "last.pt"), load_checkpoint(straight / "last.pt")
+    for key, value in a["model"].items():
+        torch.testing.assert_close(value, b["model"][key], rtol=0, atol=0)
+    summary = json.loads((split / "summary.json").read_text())
+    assert summary["best_by_val"]["note"].startswith("epoch chosen on the validation split")
+    assert "val_acc" in history(split)[0]
+
+
+def test_nan_loss_stops_with_epoch_and_step(data_dir, tmp_path, monkeypatch, capsys):
+    real = torch.nn.functional.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(logits, y, **kw):
+        calls["n"] += 1
+        loss = real(logits, y, **kw)
+        # 400 images / 50 = 8 training calls per epoch, then 1 evaluation call (10 test images):
+        # call 8 + 1 + 2 is epoch 2, step 2
+        return loss * float("nan") if calls["n"] == 8 + 1 + 2 else loss
+
+    monkeypatch.setattr("fastcifar.engine.F.cross_entropy", poisoned)
+    out = tmp_path / "nan"
+    code = train.main(flags(data_dir, out, "--model", "cnn", "--epochs", "3",
+                            "--batch-size", "50", "--test-subset", "10"))
+    assert code == 3
+    assert "NaN or infinite at epoch 2, step 2" in capsys.readouterr().err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last good epoch is kept
+
+
+def test_every_table1_recipe_runs_one_epoch(data_dir, tmp_path):
+    for name in TABLE1:
+        out = tmp_path / name
+        code = train.main(flags(data_dir, out, "--recipe", name, "--epochs", "1",
+                                "--train-subset", "100", "--test-subset", "50", "--no-figures"))
+        assert code == 0, name
+        assert len(history(out)) == 1
+
+
+def test_evaluate_cli_matches_the_run(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(flags(data_dir, out, "--model", "cnn", "--epochs", "1",
+                            "--batch-size", "50", "--no-figures")) == 0
+    best = load_checkpoint(out / "best.pt")
+    capsys.readouterr()
+    assert evaluate_cli.main([str(out), "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"test accuracy {best['metrics']['test_acc']:.2f}%" in printed
+    assert "confusion matrix" in printed and "airplane" in printed
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([], "say what to train"),
+    (["--model", "cnn", "--recipe", "row3_resnet_hybrid"], "conflicts with --recipe"),
+    (["--model", "cnn", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--model", "cnn", "--augment", "sparkles"], "--augment"),
+    (["--model", "resnet9"], "invalid choice"),
+    (["--resume", "x", "--lr", "0.1"], "drop"),
+])
+def test_bad_flags_are_rejected(bad, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(bad)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(data_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        train.main(flags(data_dir, tmp_path / "x", "--model", "cnn") + ["--device", "cuda"])
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    code = train.main(flags(tmp_path / "none", tmp_path / "run", "--model", "cnn",
+                            "--no-download"))
+    assert code == 2 and "no CIFAR-10 data found" in capsys.readouterr().err
+
+
+def _start_training(data_dir, out):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "fastcifar.train", *flags(data_dir, out, "--model", "cnn",
+           "--epochs", "50", "--batch-size", "10", "--test-subset", "20", "--no-figures")]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.1)
+    time.sleep(0.5)  # into the next epoch
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_leaves_a_loadable_checkpoint(data_dir, tmp_path, sig):
+    out = tmp_path / "killed"
+    proc = _start_training(data_dir, out)
+    _wait_for(out / "last.pt", proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] >= 1 and state["model"]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "Traceback" not in stderr
+        assert f"holds epoch {state['epoch']}" in stdout and "--resume" in stdout
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert train.main(["--resume", str(out), "--epochs", str(state["epoch"] + 1), "--quiet",
+                       "--data-dir", str(data_dir), "--device", "cpu", "--no-figures"]) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == state["epoch"] + 1

@@ -31,9 +31,17 @@ def synchronize(device: torch.device) -> None:
 def train_epoch(
     model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, *, epoch: int,
     label_smoothing: float = 0.0, check_every: int = 1, progress: bool = False,
+    amp_dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
+    lr_schedule=None, ema=None, ema_source: nn.Module | None = None,
 ) -> dict:
-    """One pass over ``loader``. Returns loss, accuracy (%), images and training seconds."""
+    """One pass over ``loader``. Returns loss, accuracy (%), images and training seconds.
+
+    ``model`` may be a torch.compile'd module; ``amp_dtype`` turns on autocast (bf16 or fp16,
+    the latter with a GradScaler in ``scaler``); ``lr_schedule`` is stepped after every step;
+    ``ema`` (a ModelEMA) follows ``ema_source``, the uncompiled model.
+    """
     device = next(model.parameters()).device
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -44,11 +52,17 @@ def train_epoch(
     synchronize(device)
     start = time.perf_counter()
     for step, (x, y) in enumerate(loader):
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # a disabled scaler is the identity
+        scaler.step(optimizer)
+        scaler.update()
+        if lr_schedule is not None:
+            lr_schedule.step()
+        if ema is not None:
+            ema.update(ema_source, step)
 
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
@@ -74,15 +88,39 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
         raise NonFiniteLoss(epoch, step)
 
 
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Logits averaged over test-time views of ``x`` (airbench's weighting for translate):
+    "flip" = mean of the image and its mirror; "flip_translate" = 0.5 * that + 0.5 * the same
+    for the image shifted by one pixel up-left and down-right (reflect padding)."""
+    def flip_mean(images):
+        return 0.5 * (model(images) + model(images.flip(-1)))
+
+    if mode == "none":
+        return model(x)
+    if mode == "flip":
+        return flip_mean(x)
+    if mode != "flip_translate":
+        raise ValueError(f"unknown TTA mode {mode!r}; choose one of: {', '.join(TTA_MODES)}")
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    h, w = x.shape[-2:]
+    shifted = 0.5 * (flip_mean(padded[..., :h, :w]) + flip_mean(padded[..., 2:, 2:]))
+    return 0.5 * flip_mean(x) + 0.5 * shifted
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, num_classes: int = 10) -> dict:
+def evaluate(model: nn.Module, loader: Iterable, num_classes: int = 10, tta: str = "none",
+             amp_dtype: torch.dtype | None = None) -> dict:
     """Loss, accuracy (%) and confusion matrix of ``model`` on ``loader`` (eval mode)."""
     device = next(model.parameters()).device
     model.eval()
     loss_sum = torch.zeros((), device=device)
     preds, labels = [], []
     for x, y in loader:
-        logits = model(x)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = tta_logits(model, x, tta)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         preds.append(logits.argmax(1))
         labels.append(y)

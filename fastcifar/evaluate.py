@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = get_preset(config["recipe"]["augment"])
     loader = make_loader(data.test_images, data.test_labels, spec, args.batch_size, train=False,
                          device=device)
-    result = evaluate(model, loader)
+    # best.pt holds the weights the run evaluated (the EMA copy when the recipe keeps one)
+    result = evaluate(model, loader, tta=config["recipe"].get("tta", "none"))
     print(f"{path}: {config['recipe']['name']} ({config['recipe']['model']}), epoch "
           f"{state['epoch']}, on {len(data.test_labels)} test images of {data.folder}")
     print(f"test accuracy {result['acc']:.2f}%  loss {result['loss']:.4f}")

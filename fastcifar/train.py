@@ -11,17 +11,21 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import __version__
 from .augment import get_preset, make_loader
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import CLASSES, DataError, load_cifar10
 from .data.__main__ import add_data_args
-from .engine import NonFiniteLoss, evaluate, train_epoch
+from .ema import ModelEMA
+from .engine import TTA_MODES, NonFiniteLoss, evaluate, synchronize, train_epoch
 from .env import environment
 from .figures import plot_confusion, plot_curves, plot_per_class
 from .metrics import per_class_accuracy, stratified_split, threshold_table
@@ -29,9 +33,11 @@ from .models import BN_RELU_CHOICES, create_model, list_models
 from .recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe
 
 CHECKPOINT_FORMAT = 1
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 # recipe fields that can be overridden from the command line, with their flags' types
 OVERRIDES = {"epochs": int, "batch_size": int, "lr": float, "momentum": float,
-             "weight_decay": float, "label_smoothing": float, "scheduler": str, "augment": str}
+             "weight_decay": float, "label_smoothing": float, "scheduler": str, "augment": str,
+             "ema_decay": float, "tta": str}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -52,10 +58,21 @@ def get_args_parser() -> argparse.ArgumentParser:
                           "plateau monitor; without it both use the test set, as the report did")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--sync-bn", action="store_true",
+                     help="under torchrun: BatchNorm statistics over the global batch (default: "
+                          "each rank's own)")
     run.add_argument("--loader", choices=["torch", "dali"], default="torch",
                      help="augmentation backend")
-    run.add_argument("--bn-relu", choices=BN_RELU_CHOICES, default="eager",
-                     help="BatchNorm+ReLU implementation")
+    speed = parser.add_argument_group("speed switches (auto: on with CUDA, off on the CPU)")
+    speed.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
+                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on CUDA)")
+    speed.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                       help="model and batches in channels_last memory format")
+    speed.add_argument("--compile", choices=["auto", "off", *COMPILE_MODES], default="auto",
+                       help="torch.compile mode (auto: 'default' on CUDA); compile time is "
+                            "measured and reported apart from training time")
+    speed.add_argument("--bn-relu", choices=BN_RELU_CHOICES, default="auto",
+                       help="BatchNorm+ReLU implementation (auto: the Triton kernel on CUDA)")
     run.add_argument("--train-subset", type=int, default=None, metavar="N",
                      help="train on the first N training images only (quick checks)")
     run.add_argument("--test-subset", type=int, default=None, metavar="N",
@@ -65,6 +82,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=None, help="run folder (default runs/<recipe>-<time>)")
     out.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    out.add_argument("--stop-after", type=int, default=None, metavar="N",
+                     help="stop after epoch N, as Ctrl-C would (the schedule still spans "
+                          "--epochs); continue later with --resume")
     out.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     out.add_argument("--no-figures", action="store_true")
     add_data_args(parser)
@@ -80,8 +100,13 @@ def resolve_recipe(args, parser) -> Recipe:
         parser.error("say what to train: --model NAME or --recipe NAME (see --help)")
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE[args.model])
     recipe = recipe.replace(**{f: getattr(args, f) for f in OVERRIDES})
-    if recipe.scheduler not in ("none", "plateau"):
-        parser.error(f"--scheduler must be 'none' or 'plateau', not {recipe.scheduler!r}")
+    if recipe.scheduler not in ("none", "plateau", "onecycle"):
+        parser.error("--scheduler must be 'none', 'plateau' or 'onecycle', "
+                     f"not {recipe.scheduler!r}")
+    if recipe.tta not in TTA_MODES:
+        parser.error(f"--tta must be one of {', '.join(TTA_MODES)}, not {recipe.tta!r}")
+    if not 0.0 <= recipe.ema_decay < 1.0:
+        parser.error(f"--ema-decay must be in [0, 1), not {recipe.ema_decay}")
     try:
         get_preset(recipe.augment)
     except ValueError as err:
@@ -92,6 +117,19 @@ def resolve_recipe(args, parser) -> Recipe:
     if not recipe.lr > 0:
         parser.error("--lr must be positive")
     return recipe
+
+
+def resolve_switches(switches: dict, device: torch.device) -> dict:
+    """The speed switches with "auto" decided for ``device`` (on with CUDA, off on the CPU)."""
+    cuda = device.type == "cuda"
+    resolved = {
+        "amp": switches["amp"] if switches["amp"] != "auto" else ("bf16" if cuda else "off"),
+        "channels_last": {"on": True, "off": False, "auto": cuda}[switches["channels_last"]],
+        "compile": switches["compile"] if switches["compile"] != "auto" else (
+            "default" if cuda else "off"),
+        "bn_relu": switches["bn_relu"],
+    }
+    return resolved
 
 
 def pick_device(name: str, quiet: bool) -> torch.device:
@@ -122,19 +160,33 @@ def main(argv: list[str] | None = None) -> int:
     else:
         recipe, state = resolve_recipe(args, parser), None
         config = {"recipe": recipe.__dict__ | {}, "val_split": args.val_split, "seed": args.seed,
-                  "loader": args.loader, "bn_relu": args.bn_relu,
+                  "loader": args.loader,
+                  "switches": {"amp": args.amp, "channels_last": args.channels_last,
+                               "compile": args.compile, "bn_relu": args.bn_relu},
                   "train_subset": args.train_subset, "test_subset": args.test_subset}
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(args.out or f"runs/{recipe.name}-{stamp}")
         if (out / "last.pt").exists():
             parser.error(f"{out} already holds a run; --resume {out} to continue it, or pick "
                          "another --out")
-    device = pick_device(args.device, args.quiet)
+    world = None
+    if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:  # started by torchrun
+        from .distributed import init_world  # a plain run never loads it
+
+        world = init_world(args.device, recipe.batch_size, parser, args.sync_bn)
+        args.quiet = args.quiet or not world.is_main  # only rank 0 prints
+    device = world.device if world else pick_device(args.device, args.quiet)
     try:
-        return run(recipe, config, out, device, args, state)
-    except DataError as err:
+        if world:  # rank 0 downloads and caches the data first, so no two ranks race on files
+            world.rank0_first(load_cifar10, args.data_dir, download=not args.no_download,
+                              progress=not args.quiet)
+        return run(recipe, config, out, device, args, state, world)
+    except (DataError, ImportError) as err:  # ImportError: an optional backend (DALI, Triton)
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if world:
+            world.close()
 
 
 def _load_resume(run_dir: Path) -> dict:
@@ -148,8 +200,9 @@ def _load_resume(run_dir: Path) -> dict:
     return state
 
 
-def build_data(config: dict, args, device: torch.device, batch_size: int):
-    """(train loader, validation loader or None, test loader) for ``config``."""
+def build_data(config: dict, args, device: torch.device, batch_size: int, shard=(0, 1)):
+    """(train loader, validation loader or None, test loader) for ``config``; with ``shard``
+    (rank, world) each yields this rank's part of every global batch."""
     data = load_cifar10(args.data_dir, download=not args.no_download, progress=not args.quiet)
     train_x, train_y = data.train_images, data.train_labels
     val = None
@@ -166,69 +219,197 @@ def build_data(config: dict, args, device: torch.device, batch_size: int):
     if config["test_subset"]:
         test_x, test_y = test_x[: config["test_subset"]], test_y[: config["test_subset"]]
     spec = get_preset(config["recipe"]["augment"])
-    common = dict(backend=config["loader"], device=device, seed=config["seed"])
+    common = dict(backend=config["loader"], device=device, seed=config["seed"], shard=shard)
     train = make_loader(train_x, train_y, spec, batch_size, train=True, **common)
     eval_bs = max(batch_size, 500)
     evaluate_on = lambda x, y: make_loader(x, y, spec, eval_bs, train=False, **common)
     return train, (evaluate_on(*val) if val else None), evaluate_on(test_x, test_y)
 
 
-def run(recipe: Recipe, config: dict, out: Path, device: torch.device, args, state) -> int:
+@dataclass
+class Parts:
+    """Everything one run trains with; built once by ``build_parts``."""
+
+    recipe: Recipe
+    model: nn.Module  # the module itself: its state_dict is what checkpoints hold
+    step_model: nn.Module  # the same, torch.compile'd when compile is on
+    eval_model: nn.Module  # the EMA copy when the recipe has one, else step_model
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # ReduceLROnPlateau, stepped per epoch, or None
+    lr_schedule: object  # a per-step LambdaLR (one-cycle), or None
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    amp_dtype: torch.dtype | None
+    loaders: tuple  # (train, validation or None, test)
+    world: object = None  # fastcifar.distributed.World under torchrun, else None
+
+    def state(self) -> dict:
+        """What last.pt holds besides the run's bookkeeping."""
+        stateful = {"scheduler": self.scheduler, "lr_schedule": self.lr_schedule,
+                    "scaler": self.scaler, "ema": self.ema}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                **{k: v.state_dict() if v is not None else None for k, v in stateful.items()}}
+
+    def eval_source(self) -> nn.Module:
+        """The uncompiled module whose weights are evaluated (the EMA copy, if any)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name in ("scheduler", "lr_schedule", "scaler", "ema"):
+            if getattr(self, name) is not None and state.get(name) is not None:
+                getattr(self, name).load_state_dict(state[name])
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """SGD; with ``no_decay_norm_bias``, BatchNorm parameters and biases (every parameter of
+    fewer than 2 dimensions) get no weight decay."""
+    params = list(model.parameters())
+    groups = [{"params": params}]
+    if recipe.no_decay_norm_bias:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+
+
+def make_schedules(optimizer, recipe: Recipe, steps_per_epoch: int):
+    """(per-epoch plateau scheduler or None, per-step one-cycle schedule or None)."""
+    if recipe.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=recipe.plateau_factor,
+            patience=recipe.plateau_patience, min_lr=recipe.plateau_min_lr), None
+    if recipe.scheduler == "onecycle":
+        total = recipe.epochs * steps_per_epoch
+        warm = max(1, round(recipe.warmup_fraction * total))
+
+        def one_cycle(step: int) -> float:  # lr/10 -> lr linearly, then linearly to 0
+            if step < warm:
+                return 0.1 + 0.9 * step / warm
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        return None, torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
+    return None, None
+
+
+def compile_model(model: nn.Module, mode: str, batch_size: int, amp_dtype, device,
+                  eval_too: bool) -> tuple[nn.Module, float]:
+    """(model compiled with ``mode``, seconds spent compiling), or (model, 0.0) when off.
+
+    Compiling happens here, on random batches of the training (and evaluation) shape, so that
+    its time is measured apart from training; the model's weights and BatchNorm statistics are
+    restored afterwards, so the warm-up changes nothing.
+    """
+    if mode == "off":
+        return model, 0.0
+    compiled = torch.compile(model, mode=None if mode == "default" else mode)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    memory_format = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    gen = torch.Generator(device).manual_seed(0)  # leaves the global RNG alone
+    start = time.perf_counter()
+    batches = [(batch_size, True)] + ([(max(batch_size, 500), False)] if eval_too else [])
+    for size, training in batches:
+        x = torch.randn(size, 3, 32, 32, device=device, generator=gen)
+        if memory_format:
+            x = x.contiguous(memory_format=torch.channels_last)
+        compiled.train(training)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
+                torch.set_grad_enabled(training):
+            out = compiled(x)
+        if training:
+            out.float().square().mean().backward()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    model.load_state_dict(saved)
+    model.zero_grad(set_to_none=True)
+    return compiled, seconds
+
+
+def build_parts(recipe: Recipe, speed: dict, loaders, device,
+                world=None) -> tuple["Parts", float]:
+    model = create_model(recipe.model, bn_relu=speed["bn_relu"]).to(device)
+    if speed["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe)
+    scheduler, lr_schedule = make_schedules(optimizer, recipe, len(loaders[0]))
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[speed["amp"]]
+    ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay else None
+    net = world.wrap(model) if world is not None else model  # DDP: gradients averaged
+    rank_batch = recipe.batch_size // (world.size if world is not None else 1)
+    step_model, compile_seconds = compile_model(net, speed["compile"], rank_batch,
+                                                amp_dtype, device, eval_too=ema is None)
+    parts = Parts(recipe, model, step_model, ema.module if ema is not None else step_model,
+                  optimizer, scheduler, lr_schedule,
+                  torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16"), ema,
+                  amp_dtype, loaders, world)
+    return parts, compile_seconds
+
+
+def run(recipe: Recipe, config: dict, out: Path, device: torch.device, args, state,
+        world=None) -> int:
     """The run: build everything, then train epoch by epoch, checkpointing each one."""
     say = (lambda *a: None) if args.quiet else print
     torch.manual_seed(config["seed"])
-    loaders = build_data(config, args, device, recipe.batch_size)
-    model = create_model(recipe.model, bn_relu=config["bn_relu"]).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-    scheduler = None
-    if recipe.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=recipe.plateau_factor,
-            patience=recipe.plateau_patience, min_lr=recipe.plateau_min_lr)
+    loaders = build_data(config, args, device, recipe.batch_size,
+                         shard=world.shard if world is not None else (0, 1))
+    speed = resolve_switches(config["switches"], device)
+    if speed["bn_relu"] == "triton" and device.type != "cuda":
+        say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
+            "run their PyTorch reference")
+    parts, compile_seconds = build_parts(recipe, speed, loaders, device, world)
     history, best, start_epoch = [], {}, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
+        parts.load_state(state)
         torch.set_rng_state(state["rng_torch"])
         if device.type == "cuda" and state.get("rng_cuda"):
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"]
         say(f"resuming {out} after epoch {start_epoch}")
     saved = start_epoch  # the epoch last.pt holds
-    out.mkdir(parents=True, exist_ok=True)
-    n_params = sum(p.numel() for p in model.parameters())
-    config = config | {"model_parameters": n_params, "device": str(device),
-                       "fastcifar": __version__, "environment": environment()}
-    _write_json(out / "config.json", config)
+    # under torchrun only rank 0 writes; the other ranks run the same steps and skip the files
+    writes = world is None or world.is_main
+    save, write_json, write_jsonl = ((save_checkpoint, _write_json, _write_jsonl) if writes
+                                     else (_skip_write,) * 3)
+    if writes:
+        out.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in parts.model.parameters())
+    config = config | {"model_parameters": n_params, "device": str(device), "speed": speed,
+                       "compile_seconds": compile_seconds, "fastcifar": __version__,
+                       "environment": environment()}
+    if world is not None:
+        config = config | {"distributed": world.describe()}
+    write_json(out / "config.json", config)
     train_loader, val_loader, test_loader = loaders
     select = "val_acc" if val_loader is not None else "test_acc"
     check_every = args.check_every or (50 if device.type == "cuda" else 1)
-    say(f"{recipe.name}: {recipe.model} ({n_params:,} parameters) on {device}, "
+    switches = ", ".join(f"{k}={v}" for k, v in speed.items())
+    say(f"{recipe.name}: {recipe.model} ({n_params:,} parameters) on {device} ({switches}), "
         f"{len(train_loader)} steps of {recipe.batch_size} per epoch -> {out}")
+    if compile_seconds:
+        say(f"compiled in {compile_seconds:.1f} s (not counted as training time)")
 
     try:
         for epoch in range(start_epoch, recipe.epochs):
-            record = train_and_evaluate(epoch, model, optimizer, scheduler, recipe, loaders,
-                                        history, check_every, args.quiet)
+            record = train_and_evaluate(parts, epoch, history, check_every, args.quiet)
             history.append(record)
             if not best or record[select] > best[select]:
                 best = dict(record)
-                save_checkpoint({"format": CHECKPOINT_FORMAT, "model": model.state_dict(),
-                                 "config": config, "epoch": epoch + 1, "metrics": record},
-                                out / "best.pt")
-            save_checkpoint({
+                save({"format": CHECKPOINT_FORMAT, "config": config,
+                                 "model": parts.eval_source().state_dict(),
+                                 "epoch": epoch + 1, "metrics": record}, out / "best.pt")
+            save({
                 "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": config,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "history": history, "best": best, "rng_torch": torch.get_rng_state(),
+                **parts.state(), "history": history, "best": best,
+                "rng_torch": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
             }, out / "last.pt")
             saved = epoch + 1
-            _write_jsonl(out / "metrics.jsonl", history)
+            write_jsonl(out / "metrics.jsonl", history)
             say(epoch_line(record, recipe.epochs))
+            if args.stop_after and saved >= args.stop_after and saved < recipe.epochs:
+                say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
+                return 0
     except KeyboardInterrupt:
         held = f"{out / 'last.pt'} holds epoch {saved}" if saved else "no epoch finished"
         print(f"\ninterrupted; {held} (resume with --resume {out})")
@@ -238,8 +419,11 @@ def run(recipe: Recipe, config: dict, out: Path, device: torch.device, args, sta
         print(f"error: {err}; stopped ({held}). Try a lower --lr.", file=sys.stderr)
         return 3
 
-    final = evaluate(model, test_loader)
+    evaluate_ = evaluate if world is None else world.evaluate  # sharded, summed over ranks
+    final = evaluate_(parts.eval_model, test_loader, tta=recipe.tta, amp_dtype=parts.amp_dtype)
     summary = summarize(recipe, config, history, best, select, final)
+    if not writes:
+        return 0
     _write_json(out / "summary.json", summary)
     if not args.no_figures:
         title = f"{recipe.name} ({recipe.model}), CIFAR-10"
@@ -251,21 +435,27 @@ def run(recipe: Recipe, config: dict, out: Path, device: torch.device, args, sta
     return 0
 
 
-def train_and_evaluate(epoch, model, optimizer, scheduler, recipe, loaders, history,
-                       check_every, quiet) -> dict:
+def train_and_evaluate(parts: Parts, epoch: int, history: list, check_every: int,
+                       quiet: bool) -> dict:
     """Train one epoch, evaluate, step the plateau scheduler; the epoch's metrics record."""
-    train_loader, val_loader, test_loader = loaders
+    recipe = parts.recipe
+    train_loader, val_loader, test_loader = parts.loaders
     _set_epoch(train_loader, epoch)
-    stats = train_epoch(model, train_loader, optimizer, epoch=epoch,
+    stats = train_epoch(parts.step_model, train_loader, parts.optimizer, epoch=epoch,
                         label_smoothing=recipe.label_smoothing, check_every=check_every,
-                        progress=not quiet)
+                        progress=not quiet, amp_dtype=parts.amp_dtype, scaler=parts.scaler,
+                        lr_schedule=parts.lr_schedule, ema=parts.ema, ema_source=parts.model)
+    if parts.world is not None:  # each rank trained on its shard: sum over the ranks
+        stats = parts.world.reduce_train_stats(stats)
     eval_start = time.perf_counter()
     record = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
-              "lr": optimizer.param_groups[0]["lr"], "train_seconds": stats["seconds"],
+              "lr": parts.optimizer.param_groups[0]["lr"], "train_seconds": stats["seconds"],
               "images_per_s": stats["images"] / stats["seconds"]}
-    results = {"test": evaluate(model, test_loader)}
+    evaluate_on = partial(evaluate if parts.world is None else parts.world.evaluate,  # sharded
+                          parts.eval_model, tta=recipe.tta, amp_dtype=parts.amp_dtype)
+    results = {"test": evaluate_on(test_loader)}
     if val_loader is not None:
-        results["val"] = evaluate(model, val_loader)
+        results["val"] = evaluate_on(val_loader)
     for split, r in results.items():
         record[f"{split}_loss"], record[f"{split}_acc"] = r["loss"], r["acc"]
     record["train_seconds_total"] = (history[-1]["train_seconds_total"] if history else 0.0) \
@@ -274,8 +464,8 @@ def train_and_evaluate(epoch, model, optimizer, scheduler, recipe, loaders, hist
     monitored = record["val_loss" if val_loader is not None else "test_loss"]
     if not math.isfinite(monitored):  # the weights are broken even though no step saw it
         raise NonFiniteLoss(epoch, len(train_loader) - 1)
-    if scheduler is not None:
-        scheduler.step(monitored)
+    if parts.scheduler is not None:
+        parts.scheduler.step(monitored)
     return record
 
 
@@ -341,6 +531,10 @@ def _write_json(path: Path, payload) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
     os.replace(tmp, path)
+
+
+def _skip_write(*args) -> None:
+    """What ranks other than 0 do instead of writing a file."""
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -184,3 +184,53 @@ def test_killed_run_leaves_a_loadable_checkpoint(data_dir, tmp_path, sig):
     assert train.main(["--resume", str(out), "--epochs", str(state["epoch"] + 1), "--quiet",
                        "--data-dir", str(data_dir), "--device", "cpu", "--no-figures"]) == 0
     assert load_checkpoint(out / "last.pt")["epoch"] == state["epoch"] + 1
+
+
+def test_onecycle_ema_tta_resume_matches(data_dir, tmp_path):
+    # the fast recipe's machinery (per-step one-cycle lr, EMA, TTA, no decay on BN/bias) on the
+    # cnn, cheaply: interrupted after one epoch and resumed, it ends where a straight run does
+    common = ["--model", "cnn", "--batch-size", "50", "--lr", "0.05", "--scheduler", "onecycle",
+              "--ema-decay", "0.9", "--tta", "flip_translate", "--augment", "flip_crop",
+              "--test-subset", "50", "--no-figures"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train.main(flags(data_dir, straight, *common, "--epochs", "2")) == 0
+    assert train.main(flags(data_dir, split, *common, "--epochs", "2", "--stop-after", "1")) == 0
+    assert not (split / "summary.json").exists() and len(history(split)) == 1
+    assert train.main(["--resume", str(split), "--quiet", "--no-figures",
+                       "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    assert learned(history(split)) == learned(history(straight))
+    lrs = [r["lr"] for r in history(straight)]
+    assert lrs[-1] == 0.0 and lrs[0] > 0  # linear decay to zero at the last step
+    state = load_checkpoint(straight / "last.pt")
+    assert state["ema"]["updates"] == 2  # every 5 steps: step 5 of each 8-step epoch
+
+
+def test_speed_switches_run_on_the_cpu(data_dir, tmp_path):
+    # one compile only (25 s cold on 2 cores): with an EMA, evaluation runs the eager EMA copy
+    out = tmp_path / "fast"
+    code = train.main(flags(data_dir, out, "--model", "cnn", "--epochs", "1", "--batch-size",
+                            "32", "--train-subset", "64", "--test-subset", "32", "--amp", "bf16",
+                            "--channels-last", "on", "--compile", "default", "--ema-decay", "0.5",
+                            "--no-figures"))
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["speed"] == {"amp": "bf16", "channels_last": True, "compile": "default",
+                               "bn_relu": "auto"}
+    assert config["compile_seconds"] > 0  # measured apart from training time
+    assert history(out)[0]["train_seconds"] < config["compile_seconds"] + 60
+
+
+def test_fast_recipe_is_the_resnet_final_default_and_runs(data_dir, tmp_path):
+    from fastcifar.recipes import DEFAULT_RECIPE, get_recipe
+
+    assert DEFAULT_RECIPE["resnet_final"] == "fast"
+    fast = get_recipe("fast")
+    assert (fast.batch_size, fast.scheduler, fast.tta, fast.nesterov) == (
+        512, "onecycle", "flip_translate", True)
+    out = tmp_path / "fast"
+    code = train.main(flags(data_dir, out, "--model", "resnet_final", "--epochs", "1",
+                            "--batch-size", "32", "--train-subset", "64", "--test-subset", "16",
+                            "--no-figures"))
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == "fast" and summary["parameters"] == 5_159_146

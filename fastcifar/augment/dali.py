@@ -190,10 +190,11 @@ class DaliLoader(_Batches):
     """make_loader's "dali" backend: same interface, order and parameter draws as TorchLoader."""
 
     def __init__(self, images, labels, spec: AugmentSpec, batch_size: int, *, train: bool,
-                 device="cpu", seed=0, drop_last=None, dtype=torch.float32, channels_last=True):
+                 device="cpu", seed=0, drop_last=None, dtype=torch.float32, channels_last=True,
+                 shard=(0, 1)):
         require_dali()
         images, labels = check_arrays(images, labels)
-        super().__init__(len(images), batch_size, train, seed, drop_last)
+        super().__init__(len(images), batch_size, train, seed, drop_last, shard)
         self.images = images.cpu().numpy()  # DALI reads host memory
         self.device = torch.device(device)
         self.labels = labels.to(self.device)
@@ -207,7 +208,8 @@ class DaliLoader(_Batches):
         gen = torch.Generator().manual_seed(stream_seed(self.seed, epoch, 1))
         height, width = self.images.shape[1:3]
         for idx in batches:
-            params = sample_params(self.spec, len(idx), height, width, gen)
+            params = sample_params(self.spec, len(idx), height, width, gen)  # the global batch's
+            idx, params = self._shard(idx, params)  # rather than DALI's shard_id: same split
             x = self.augment(self.images[idx.numpy()], params).permute(0, 3, 1, 2)
             yield (x.to(self.dtype, memory_format=self.memory_format),
                    self.labels[idx.to(self.device)])

@@ -10,7 +10,7 @@
 import numpy as np
 import torch
 
-from .params import sample_params
+from .params import AugmentParams, sample_params
 from .spec import AugmentSpec
 from .torch_ops import apply_params, normalize, to_float_nchw
 
@@ -44,14 +44,24 @@ def check_arrays(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Batches:
-    """Shared bookkeeping: epoch counter, sample order per epoch, batch boundaries."""
+    """Shared bookkeeping: epoch counter, sample order per epoch, batch boundaries, and this
+    rank's shard of each batch (``shard=(rank, world)``; batch_size is the global batch)."""
 
-    def __init__(self, n, batch_size, train, seed, drop_last):
+    def __init__(self, n, batch_size, train, seed, drop_last, shard=(0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.n, self.batch_size, self.train, self.seed = n, batch_size, train, seed
         self.drop_last = train if drop_last is None else drop_last
         self.epoch = 0
+        self.rank, self.world = shard
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+        if train and batch_size % self.world:
+            raise ValueError(f"the global batch_size {batch_size} does not split evenly over "
+                             f"{self.world} ranks")
+        if self.world > 1 and self.world > min(n, batch_size):  # each rank sees an image
+            raise ValueError(f"{self.world} ranks need at least {self.world} images and a batch "
+                             f"of at least {self.world}, got {n} and {batch_size}")
 
     def __len__(self) -> int:
         """Number of batches per epoch."""
@@ -67,14 +77,24 @@ class _Batches:
         order = epoch_order(self.n, self.seed, epoch) if self.train else torch.arange(self.n)
         return epoch, list(order[: len(self) * self.batch_size].split(self.batch_size))
 
+    def _shard(self, idx: torch.Tensor, params: AugmentParams):
+        """This rank's contiguous slice of a global batch and of its draws (all of it with one
+        rank): the ranks' slices of step s together are the one-process batch of step s."""
+        if self.world == 1:
+            return idx, params
+        start = len(idx) * self.rank // self.world
+        stop = len(idx) * (self.rank + 1) // self.world
+        return idx[start:stop], AugmentParams(**{k: v[start:stop] for k, v in vars(params).items()})
+
 
 class TorchLoader(_Batches):
     """The data set lives on ``device`` as uint8; each batch is gathered and augmented there."""
 
     def __init__(self, images, labels, spec: AugmentSpec, batch_size: int, *, train: bool,
-                 device="cpu", seed=0, drop_last=None, dtype=torch.float32, channels_last=True):
+                 device="cpu", seed=0, drop_last=None, dtype=torch.float32, channels_last=True,
+                 shard=(0, 1)):
         images, labels = check_arrays(images, labels)
-        super().__init__(len(images), batch_size, train, seed, drop_last)
+        super().__init__(len(images), batch_size, train, seed, drop_last, shard)
         self.device = torch.device(device)
         self.images = images.to(self.device)  # moved once
         self.labels = labels.to(self.device)
@@ -87,26 +107,31 @@ class TorchLoader(_Batches):
         gen = torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, epoch, 1))
         height, width = self.images.shape[1:3]
         for idx in batches:
+            params = sample_params(self.spec, len(idx), height, width, gen)  # the global batch's
+            idx, params = self._shard(idx, params)
             idx = idx.to(self.device, non_blocking=True)
             x = to_float_nchw(self.images[idx])
-            params = sample_params(self.spec, len(idx), height, width, gen)
             x = normalize(apply_params(x, params, self.spec), self.spec)
             yield x.to(self.dtype, memory_format=self.memory_format), self.labels[idx]
 
 
 def make_loader(images, labels, spec: AugmentSpec, batch_size: int, *, train: bool,
                 backend: str = "torch", device="cpu", seed: int = 0, drop_last: bool | None = None,
-                dtype: torch.dtype = torch.float32, channels_last: bool = True):
+                dtype: torch.dtype = torch.float32, channels_last: bool = True,
+                shard: tuple[int, int] = (0, 1)):
     """A loader yielding ``(x, y)`` on ``device``; see the module docstring.
 
     train=True shuffles (epoch k's order and draws are a pure function of (seed, k)), augments
     by ``spec`` and drops the last partial batch unless ``drop_last=False``; train=False keeps
     the order, only normalises, and keeps the last partial batch.
+
+    ``shard=(rank, world)`` (torchrun): ``batch_size`` is the global batch; this loader yields
+    rank's contiguous 1/world of each one (same number of steps, same order and draws).
     """
     if not isinstance(spec, AugmentSpec):
         raise TypeError(f"spec must be an AugmentSpec, got {type(spec).__name__}")
     kwargs = dict(train=train, device=device, seed=seed, drop_last=drop_last, dtype=dtype,
-                  channels_last=channels_last)
+                  channels_last=channels_last, shard=shard)
     if backend == "torch":
         return TorchLoader(images, labels, spec, batch_size, **kwargs)
     if backend == "dali":

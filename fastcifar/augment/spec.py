@@ -92,6 +92,8 @@ PRESETS: dict[str, AugmentSpec] = {
         _FLIP_AFFINE, crop_padding=4, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1),
     "flip_affine_resized_crop": replace(  # row 6
         _FLIP_AFFINE, resized_crop_scale=(0.8, 1.0), interpolation="bilinear"),
+    # the fast recipes': what the fastest public trainers use (flip + translate by pad-crop)
+    "flip_crop": AugmentSpec(flip_p=0.5, crop_padding=4),
 }
 
 

@@ -42,6 +42,7 @@ class Recipe:
     plateau_min_lr: float = 1e-6
     warmup_fraction: float = 0.25  # onecycle: share of the steps spent rising from lr/10 to lr
     no_decay_norm_bias: bool = False  # no weight decay on BatchNorm parameters and biases
+    norm_bias_lr_scale: float = 1.0  # with no_decay_norm_bias: their lr is lr x this
     ema_decay: float = 0.0  # 0 = off; else evaluate an EMA of the weights, updated every 5 steps
     tta: str = "none"  # test-time augmentation: "none" | "flip" | "flip_translate"
     augment: str = "none"  # an augmentation preset (fastcifar.augment.PRESETS)
@@ -80,6 +81,11 @@ RECIPES: dict[str, Recipe] = {
                "(final epoch)", epochs=24, **_FAST),
         Recipe("fast94", "resnet_final", "resnet_final, longer: 60 epochs aiming at >= 94 %",
                epochs=60, **_FAST),
+        # issue 7, work in progress: the small speedrun net; values not tuned yet (see
+        # fastcifar/models/speedrun.py); label smoothing 0.2 and translate 2 as airbench
+        Recipe("speedrun", "speedrun", "speedrun net, 10 epochs (untuned, in progress)",
+               epochs=10, **(_FAST | dict(label_smoothing=0.2, ema_decay=0.95,
+                                          warmup_fraction=0.2, augment="flip_crop2"))),
     ]
 }
 
@@ -90,6 +96,7 @@ DEFAULT_RECIPE = {
     "resnet_avgpool": "row4_resnet_avgpool",
     "resnet_maxpool": "row5_resnet_maxpool",
     "resnet_final": "fast",
+    "speedrun": "speedrun",
 }
 
 TABLE1 = [name for name in RECIPES if name.startswith("row")]

@@ -34,6 +34,7 @@ from .recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe
 
 CHECKPOINT_FORMAT = 1
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+FIT_SAMPLE = 5000  # training images a data-initialised layer is fitted to
 # recipe fields that can be overridden from the command line, with their flags' types
 OVERRIDES = {"epochs": int, "batch_size": int, "lr": float, "momentum": float,
              "weight_decay": float, "label_smoothing": float, "scheduler": str, "augment": str,
@@ -223,7 +224,11 @@ def build_data(config: dict, args, device: torch.device, batch_size: int, shard=
     train = make_loader(train_x, train_y, spec, batch_size, train=True, **common)
     eval_bs = max(batch_size, 500)
     evaluate_on = lambda x, y: make_loader(x, y, spec, eval_bs, train=False, **common)
-    return train, (evaluate_on(*val) if val else None), evaluate_on(test_x, test_y)
+    # for models that initialise from data (the speedrun's whitening): the first training
+    # images, normalised and not augmented, the same on every rank
+    sample = make_loader(train_x[:FIT_SAMPLE], train_y[:FIT_SAMPLE], spec, eval_bs, train=False,
+                         **(common | {"shard": (0, 1)}))
+    return (train, (evaluate_on(*val) if val else None), evaluate_on(test_x, test_y)), sample
 
 
 @dataclass
@@ -265,11 +270,12 @@ class Parts:
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     """SGD; with ``no_decay_norm_bias``, BatchNorm parameters and biases (every parameter of
     fewer than 2 dimensions) get no weight decay."""
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones (e.g. whitening)
     groups = [{"params": params}]
     if recipe.no_decay_norm_bias:
         groups = [{"params": [p for p in params if p.ndim > 1]},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0,
+                   "lr": recipe.lr * recipe.norm_bias_lr_scale}]
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 
@@ -326,9 +332,11 @@ def compile_model(model: nn.Module, mode: str, batch_size: int, amp_dtype, devic
     return compiled, seconds
 
 
-def build_parts(recipe: Recipe, speed: dict, loaders, device,
-                world=None) -> tuple["Parts", float]:
+def build_parts(recipe: Recipe, speed: dict, loaders, device, world=None,
+                sample=None) -> tuple["Parts", float]:
     model = create_model(recipe.model, bn_relu=speed["bn_relu"]).to(device)
+    if hasattr(model, "fit_to_data") and sample is not None:  # data-dependent init
+        model.fit_to_data(torch.cat([x.float() for x, _ in sample]))
     if speed["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)
@@ -351,13 +359,13 @@ def run(recipe: Recipe, config: dict, out: Path, device: torch.device, args, sta
     """The run: build everything, then train epoch by epoch, checkpointing each one."""
     say = (lambda *a: None) if args.quiet else print
     torch.manual_seed(config["seed"])
-    loaders = build_data(config, args, device, recipe.batch_size,
-                         shard=world.shard if world is not None else (0, 1))
+    loaders, sample = build_data(config, args, device, recipe.batch_size,
+                                 shard=world.shard if world is not None else (0, 1))
     speed = resolve_switches(config["switches"], device)
     if speed["bn_relu"] == "triton" and device.type != "cuda":
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")
-    parts, compile_seconds = build_parts(recipe, speed, loaders, device, world)
+    parts, compile_seconds = build_parts(recipe, speed, loaders, device, world, sample)
     history, best, start_epoch = [], {}, 0
     if state is not None:
         parts.load_state(state)

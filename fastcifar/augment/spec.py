@@ -94,6 +94,8 @@ PRESETS: dict[str, AugmentSpec] = {
         _FLIP_AFFINE, resized_crop_scale=(0.8, 1.0), interpolation="bilinear"),
     # the fast recipes': what the fastest public trainers use (flip + translate by pad-crop)
     "flip_crop": AugmentSpec(flip_p=0.5, crop_padding=4),
+    # the speedrun's: translate by at most 2 pixels, as airbench does
+    "flip_crop2": AugmentSpec(flip_p=0.5, crop_padding=2),
 }
 
 

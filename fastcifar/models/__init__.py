@@ -1,6 +1,6 @@
 """Models by name. ``create_model("resnet_final")``, ``list_models()``."""
 
-from . import table1  # noqa: F401  (registers the Table-1 networks)
+from . import speedrun, table1  # noqa: F401  (registers the networks)
 from ._registry import BN_RELU_CHOICES, BN_RELU_IMPLS, create_model, list_models, register_model
 from .layers import BatchNormAddReLU2d, BatchNormReLU2d, Norm
 

@@ -1,0 +1,58 @@
+"""The speedrun network (issue 7, in progress): its whitening layer, identity init, frozen BN
+scales, parameter count, and one epoch of its recipe."""
+
+import json
+
+import torch
+
+from fastcifar import train
+from fastcifar.data.synthetic import write_synthetic_cifar
+from fastcifar.models import create_model
+from fastcifar.models.speedrun import FrozenScaleBatchNorm2d
+
+
+def test_parameter_count_is_stated():
+    model = create_model("speedrun")
+    assert sum(p.numel() for p in model.parameters()) == 1_972_792
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 1_972_792 - 288 - 2 * 64 - 4 * 256  # whitening filters, BN scales
+
+
+def test_whitening_is_fitted_from_data_and_decorrelates():
+    model = create_model("speedrun")
+    # correlated channels: the whitened 2x2 patches must come out with unit covariance
+    base = torch.randn(200, 1, 32, 32)
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn_like(base),
+                        torch.randn(200, 1, 32, 32)], 1)
+    before = model.whiten.weight.clone()
+    model.fit_to_data(images)
+    assert not torch.equal(before, model.whiten.weight)
+    out = torch.nn.functional.conv2d(images - images.mean((0, 2, 3), keepdim=True),
+                                     model.whiten.weight[:12])
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
+    covariance = flat.T @ flat / len(flat)
+    torch.testing.assert_close(covariance, torch.eye(12, dtype=torch.double), atol=0.03, rtol=0)
+    torch.testing.assert_close(model.whiten.weight[12:], -model.whiten.weight[:12])
+
+
+def test_identity_init_and_frozen_bn_scales():
+    model = create_model("speedrun")
+    for group in model.groups:
+        x = torch.randn(2, group.conv2.in_channels, 6, 6)
+        torch.testing.assert_close(group.conv2(x), x)  # Dirac: conv2 starts as the identity
+    norms = [m for m in model.modules() if isinstance(m, FrozenScaleBatchNorm2d)]
+    assert len(norms) == 6 and all(not m.weight.requires_grad for m in norms)
+
+
+def test_recipe_runs_and_keeps_the_frozen_parts_frozen(tmp_path):
+    write_synthetic_cifar(tmp_path / "data", n_train=256, n_test=64, seed=0)
+    out = tmp_path / "run"
+    assert train.main(["--model", "speedrun", "--epochs", "1", "--batch-size", "64",
+                       "--data-dir", str(tmp_path / "data"), "--out", str(out), "--quiet",
+                       "--device", "cpu", "--no-figures"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == "speedrun" and summary["parameters"] == 1_972_792
+    state = train.load_checkpoint(out / "last.pt")["model"]
+    fitted = create_model("speedrun")
+    assert not torch.equal(state["whiten.weight"], fitted.whiten.weight)  # fitted to the data
+    assert torch.equal(state["groups.0.bn1.weight"], torch.ones(64))  # scale never trained

@@ -21,11 +21,7 @@ import torch  # noqa: E402
 from benchmarks._common import environment, print_table, save_result  # noqa: E402
 from fastcifar.augment import PRESETS, AugmentSpec, make_loader  # noqa: E402
 from fastcifar.data.synthetic import make_arrays  # noqa: E402
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+from fastcifar.engine import synchronize  # noqa: E402
 
 
 def time_loader(images, labels, spec, batch_size, backend, device, n_images, dtype):
@@ -33,14 +29,14 @@ def time_loader(images, labels, spec, batch_size, backend, device, n_images, dty
     loader = make_loader(images, labels, spec, batch_size, train=True, backend=backend,
                          device=device, dtype=dtype)
     next(iter(loader))  # warm-up: allocations, first kernels, pipeline start
-    _sync(device)
+    synchronize(torch.device(device))
     done, start = 0, time.perf_counter()
     while done < n_images:
         for x, _ in loader:
             done += len(x)
             if done >= n_images:
                 break
-    _sync(device)
+    synchronize(torch.device(device))
     return done / (time.perf_counter() - start)
 
 
@@ -97,7 +93,7 @@ def time_torchvision(images, labels, spec, batch_size, workers, device, n_images
             if done >= n_images:
                 break
         it = iter(loader)
-    _sync(device)
+    synchronize(torch.device(device))
     return done / (time.perf_counter() - start)
 
 

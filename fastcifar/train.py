@@ -225,9 +225,9 @@ def build_data(config: dict, args, device: torch.device, batch_size: int, shard=
     eval_bs = max(batch_size, 500)
     evaluate_on = lambda x, y: make_loader(x, y, spec, eval_bs, train=False, **common)
     # for models that initialise from data (the speedrun's whitening): the first training
-    # images, normalised and not augmented, the same on every rank
-    sample = make_loader(train_x[:FIT_SAMPLE], train_y[:FIT_SAMPLE], spec, eval_bs, train=False,
-                         **(common | {"shard": (0, 1)}))
+    # images, normalised and not augmented, the same on every rank; built only when asked for
+    sample = lambda: make_loader(train_x[:FIT_SAMPLE], train_y[:FIT_SAMPLE], spec, eval_bs,
+                                 train=False, **(common | {"shard": (0, 1)}))
     return (train, (evaluate_on(*val) if val else None), evaluate_on(test_x, test_y)), sample
 
 
@@ -336,7 +336,7 @@ def build_parts(recipe: Recipe, speed: dict, loaders, device, world=None,
                 sample=None) -> tuple["Parts", float]:
     model = create_model(recipe.model, bn_relu=speed["bn_relu"]).to(device)
     if hasattr(model, "fit_to_data") and sample is not None:  # data-dependent init
-        model.fit_to_data(torch.cat([x.float() for x, _ in sample]))
+        model.fit_to_data(torch.cat([x.float() for x, _ in sample()]))
     if speed["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)

@@ -61,6 +61,11 @@ _FAST = dict(batch_size=512, lr=0.4, nesterov=True, weight_decay=5e-4, no_decay_
              label_smoothing=0.1, scheduler="onecycle", warmup_fraction=0.25, ema_decay=0.98,
              tta="flip_translate", augment="flip_crop")
 
+_SPEEDRUN = dict(epochs=10, batch_size=1024, lr=1.5, momentum=0.85, nesterov=True,
+                 weight_decay=0.002 / 1.5, no_decay_norm_bias=True, norm_bias_lr_scale=64.0,
+                 label_smoothing=0.2, scheduler="onecycle", warmup_fraction=0.2, ema_decay=0.8,
+                 tta="flip_translate", augment="altflip_crop2")
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
@@ -81,11 +86,13 @@ RECIPES: dict[str, Recipe] = {
                "(final epoch)", epochs=24, **_FAST),
         Recipe("fast94", "resnet_final", "resnet_final, longer: 60 epochs aiming at >= 94 %",
                epochs=60, **_FAST),
-        # issue 7, work in progress: the small speedrun net; values not tuned yet (see
-        # fastcifar/models/speedrun.py); label smoothing 0.2 and translate 2 as airbench
-        Recipe("speedrun", "speedrun", "speedrun net, 10 epochs (untuned, in progress)",
-               epochs=10, **(_FAST | dict(label_smoothing=0.2, ema_decay=0.95,
-                                          warmup_fraction=0.2, augment="flip_crop2"))),
+        # issue 7: airbench94's effective hyperparameters re-expressed for a mean loss and
+        # PyTorch's coupled weight decay (docs/speedrun.md has the conversion); the same
+        # recipe at airbench94's length (GPU comparison) and at the CPU hour's length
+        Recipe("speedrun10", "speedrun", "speedrun net, 10 epochs (airbench94's length)",
+               **_SPEEDRUN),
+        Recipe("speedrun", "speedrun", "speedrun net, 40 epochs: the 2-core CPU hour, >= 94 %?",
+               **(_SPEEDRUN | dict(epochs=40))),
     ]
 }
 

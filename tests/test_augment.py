@@ -298,6 +298,31 @@ def test_same_seed_same_batches_and_resumable():
     assert not torch.equal(first_a[0][0], next(iter(c))[0])
 
 
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    # images whose left half is bright: a flipped copy has its bright half on the right
+    n = 64
+    images = np.zeros((n, 8, 8, 3), np.uint8)
+    images[:, :, :4] = 255
+    images[:, 0, 0, 0] = np.arange(n)  # a mark that identifies the image after any flip
+    labels = np.zeros(n, np.int64)
+    spec = AugmentSpec(flip_p=0.5, alternate_flip=True, mean=(0, 0, 0), std=(1, 1, 1))
+    ld = make_loader(images, labels, spec, 16, train=True, seed=3)
+
+    def flips_of_epoch():
+        flipped = {}
+        for x, _ in ld:
+            right = x[:, 1, :, 4:].mean((1, 2)) > 0.5
+            marks = torch.where(right, x[:, 0, 0, -1], x[:, 0, 0, 0]) * 255
+            flipped.update(zip(marks.round().long().tolist(), right.tolist()))
+        return torch.tensor([flipped[i] for i in range(n)])
+
+    first, second, third = flips_of_epoch(), flips_of_epoch(), flips_of_epoch()
+    assert 0 < first.sum() < n  # epoch 0 is a coin per image
+    assert torch.equal(second, ~first) and torch.equal(third, first)
+    with pytest.raises(ValueError, match="alternate_flip needs flip_p=0.5"):
+        AugmentSpec(flip_p=1.0, alternate_flip=True)
+
+
 def test_bad_inputs_are_rejected():
     images, labels = make_arrays(10)
     with pytest.raises(ValueError, match="unknown augmentation backend"):

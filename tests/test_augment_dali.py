@@ -70,7 +70,7 @@ def test_resized_crop_matches_torchvision_inside(augmenters, images, box):
 
 
 @pytest.mark.parametrize("preset", ["none", "flip_affine", "flip_affine_crop_jitter",
-                                    "flip_affine_resized_crop"])
+                                    "flip_affine_resized_crop", "altflip_crop2"])
 def test_dali_loader_matches_torch_loader_same_seed(preset):
     images, labels = make_arrays(24, seed=4)
     kwargs = dict(train=True, seed=3, device="cpu")

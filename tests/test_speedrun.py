@@ -1,4 +1,4 @@
-"""The speedrun network (issue 7, in progress): its whitening layer, identity init, frozen BN
+"""The speedrun network (issue 7): its whitening layer, identity init, frozen BN
 scales, parameter count, and one epoch of its recipe."""
 
 import json
@@ -13,9 +13,9 @@ from fastcifar.models.speedrun import FrozenScaleBatchNorm2d
 
 def test_parameter_count_is_stated():
     model = create_model("speedrun")
-    assert sum(p.numel() for p in model.parameters()) == 1_972_792
+    assert sum(p.numel() for p in model.parameters()) == 1_972_768
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert trainable == 1_972_792 - 288 - 2 * 64 - 4 * 256  # whitening filters, BN scales
+    assert trainable == 1_972_768 - 288 - 2 * 64 - 4 * 256  # whitening filters, BN scales
 
 
 def test_whitening_is_fitted_from_data_and_decorrelates():
@@ -40,6 +40,8 @@ def test_identity_init_and_frozen_bn_scales():
     for group in model.groups:
         x = torch.randn(2, group.conv2.in_channels, 6, 6)
         torch.testing.assert_close(group.conv2(x), x)  # Dirac: conv2 starts as the identity
+        x = torch.randn(2, group.conv1.in_channels, 6, 6)  # conv1 widens: identity on the first
+        torch.testing.assert_close(group.conv1(x)[:, : x.shape[1]], x)  # channels, as airbench
     norms = [m for m in model.modules() if isinstance(m, FrozenScaleBatchNorm2d)]
     assert len(norms) == 6 and all(not m.weight.requires_grad for m in norms)
 
@@ -51,7 +53,7 @@ def test_recipe_runs_and_keeps_the_frozen_parts_frozen(tmp_path):
                        "--data-dir", str(tmp_path / "data"), "--out", str(out), "--quiet",
                        "--device", "cpu", "--no-figures"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["recipe"] == "speedrun" and summary["parameters"] == 1_972_792
+    assert summary["recipe"] == "speedrun" and summary["parameters"] == 1_972_768
     state = train.load_checkpoint(out / "last.pt")["model"]
     fitted = create_model("speedrun")
     assert not torch.equal(state["whiten.weight"], fitted.whiten.weight)  # fitted to the data

@@ -209,6 +209,7 @@ class DaliLoader(_Batches):
         height, width = self.images.shape[1:3]
         for idx in batches:
             params = sample_params(self.spec, len(idx), height, width, gen)  # the global batch's
+            params = self._alternate_flips(self.spec, epoch, idx, params)
             idx, params = self._shard(idx, params)  # rather than DALI's shard_id: same split
             x = self.augment(self.images[idx.numpy()], params).permute(0, 3, 1, 2)
             yield (x.to(self.dtype, memory_format=self.memory_format),

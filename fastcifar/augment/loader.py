@@ -77,6 +77,19 @@ class _Batches:
         order = epoch_order(self.n, self.seed, epoch) if self.train else torch.arange(self.n)
         return epoch, list(order[: len(self) * self.batch_size].split(self.batch_size))
 
+    def _alternate_flips(self, spec: AugmentSpec, epoch: int, idx: torch.Tensor,
+                         params: AugmentParams) -> AugmentParams:
+        """With ``spec.alternate_flip``: image i is flipped in epoch e iff first_flip[i] xor e
+        is odd, first_flip being one fixed coin per image (a pure function of the seed)."""
+        if not (self.train and spec.alternate_flip):
+            return params
+        if getattr(self, "_first_flip", None) is None:
+            gen = torch.Generator().manual_seed(stream_seed(self.seed, 0, 2))
+            self._first_flip = torch.rand(self.n, generator=gen) < 0.5
+        flips = self._first_flip[idx] ^ bool(epoch % 2)
+        params.flip = flips.to(params.flip.device)
+        return params
+
     def _shard(self, idx: torch.Tensor, params: AugmentParams):
         """This rank's contiguous slice of a global batch and of its draws (all of it with one
         rank): the ranks' slices of step s together are the one-process batch of step s."""
@@ -108,6 +121,7 @@ class TorchLoader(_Batches):
         height, width = self.images.shape[1:3]
         for idx in batches:
             params = sample_params(self.spec, len(idx), height, width, gen)  # the global batch's
+            params = self._alternate_flips(self.spec, epoch, idx, params)
             idx, params = self._shard(idx, params)
             idx = idx.to(self.device, non_blocking=True)
             x = to_float_nchw(self.images[idx])

@@ -22,6 +22,10 @@ class AugmentSpec:
     """
 
     flip_p: float = 0.0  # probability of a horizontal flip
+    # airbench's alternating flip (train loaders): epoch 0 flips each image at random, every
+    # later epoch flips exactly the images the previous one did not, so consecutive epochs see
+    # both mirror images instead of a random half twice; needs flip_p = 0.5
+    alternate_flip: bool = False
     degrees: float = 0.0  # rotation uniform in [-degrees, degrees], counter-clockwise positive
     translate: tuple[float, float] = (0.0, 0.0)  # max shift as a fraction of (width, height)
     crop_padding: int = 0  # RandomCrop(size, padding=crop_padding) with zero fill; 0 = off
@@ -39,6 +43,8 @@ class AugmentSpec:
         problems = []
         if not 0.0 <= self.flip_p <= 1.0:
             problems.append(f"flip_p={self.flip_p} is not in [0, 1]")
+        if self.alternate_flip and self.flip_p != 0.5:
+            problems.append(f"alternate_flip needs flip_p=0.5, not {self.flip_p}")
         if not 0.0 <= self.degrees <= 180.0:
             problems.append(f"degrees={self.degrees} is not in [0, 180]")
         if len(self.translate) != 2 or not all(0.0 <= t <= 1.0 for t in self.translate):
@@ -96,6 +102,7 @@ PRESETS: dict[str, AugmentSpec] = {
     "flip_crop": AugmentSpec(flip_p=0.5, crop_padding=4),
     # the speedrun's: translate by at most 2 pixels, as airbench does
     "flip_crop2": AugmentSpec(flip_p=0.5, crop_padding=2),
+    "altflip_crop2": AugmentSpec(flip_p=0.5, alternate_flip=True, crop_padding=2),
 }
 
 

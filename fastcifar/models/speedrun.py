@@ -43,8 +43,9 @@ class ConvGroup(nn.Module):
         self.bn1 = FrozenScaleBatchNorm2d(out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding="same", bias=False)
         self.bn2 = FrozenScaleBatchNorm2d(out_ch)
-        with torch.no_grad():  # identity init: the first channels pass straight through conv2
-            nn.init.dirac_(self.conv2.weight[: out_ch])
+        with torch.no_grad():  # identity init: each conv starts passing its inputs through
+            nn.init.dirac_(self.conv1.weight[:in_ch])
+            nn.init.dirac_(self.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.bn1(self.pool(self.conv1(x))))
@@ -57,8 +58,9 @@ class SpeedrunNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths=WIDTHS, logit_scale: float = 1 / 9):
         super().__init__()
         channels = 2 * 3 * WHITEN_KERNEL**2  # each PCA filter and its negative
-        self.whiten = nn.Conv2d(3, channels, WHITEN_KERNEL, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)  # set by fit_to_data, then frozen
+        # set by fit_to_data, then frozen; no bias (it would join the BN shifts' 64x lr)
+        self.whiten = nn.Conv2d(3, channels, WHITEN_KERNEL, padding=0, bias=False)
+        self.whiten.weight.requires_grad_(False)
         self.groups = nn.Sequential(
             ConvGroup(channels, widths[0]), ConvGroup(widths[0], widths[1]),
             ConvGroup(widths[1], widths[2]))

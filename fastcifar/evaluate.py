@@ -16,7 +16,7 @@ from .data import CLASSES, DataError, load_cifar10
 from .data.__main__ import add_data_args
 from .engine import evaluate
 from .metrics import per_class_accuracy
-from .models import create_model
+from .models import create_model, parse_model_options
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    model = create_model(config["recipe"]["model"]).to(device)
+    options = parse_model_options(config["recipe"].get("model_options", ""))
+    model = create_model(config["recipe"]["model"], **options).to(device)
     model.load_state_dict(state["model"])  # eager and fused BN+ReLU share state-dict keys
     spec = get_preset(config["recipe"]["augment"])
     loader = make_loader(data.test_images, data.test_labels, spec, args.batch_size, train=False,

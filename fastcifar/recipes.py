@@ -46,6 +46,7 @@ class Recipe:
     ema_decay: float = 0.0  # 0 = off; else evaluate an EMA of the weights, updated every 5 steps
     tta: str = "none"  # test-time augmentation: "none" | "flip" | "flip_translate"
     augment: str = "none"  # an augmentation preset (fastcifar.augment.PRESETS)
+    model_options: str = ""  # "key=value,..." for the model's constructor (ablations)
 
     def replace(self, **overrides) -> "Recipe":
         """A copy with ``overrides`` (None values ignored); unknown keys raise."""

@@ -29,7 +29,7 @@ from .engine import TTA_MODES, NonFiniteLoss, evaluate, synchronize, train_epoch
 from .env import environment
 from .figures import plot_confusion, plot_curves, plot_per_class
 from .metrics import per_class_accuracy, stratified_split, threshold_table
-from .models import BN_RELU_CHOICES, create_model, list_models
+from .models import BN_RELU_CHOICES, create_model, list_models, parse_model_options
 from .recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe
 
 CHECKPOINT_FORMAT = 1
@@ -38,7 +38,7 @@ FIT_SAMPLE = 5000  # training images a data-initialised layer is fitted to
 # recipe fields that can be overridden from the command line, with their flags' types
 OVERRIDES = {"epochs": int, "batch_size": int, "lr": float, "momentum": float,
              "weight_decay": float, "label_smoothing": float, "scheduler": str, "augment": str,
-             "ema_decay": float, "tta": str}
+             "ema_decay": float, "tta": str, "model_options": str}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -117,6 +117,11 @@ def resolve_recipe(args, parser) -> Recipe:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not recipe.lr > 0:
         parser.error("--lr must be positive")
+    try:  # built once on the meta device: a bad option fails here, before any data loads
+        with torch.device("meta"):
+            create_model(recipe.model, **parse_model_options(recipe.model_options))
+    except ValueError as err:
+        parser.error(f"--model-options: {err}")
     return recipe
 
 
@@ -334,7 +339,8 @@ def compile_model(model: nn.Module, mode: str, batch_size: int, amp_dtype, devic
 
 def build_parts(recipe: Recipe, speed: dict, loaders, device, world=None,
                 sample=None) -> tuple["Parts", float]:
-    model = create_model(recipe.model, bn_relu=speed["bn_relu"]).to(device)
+    model = create_model(recipe.model, bn_relu=speed["bn_relu"],
+                         **parse_model_options(recipe.model_options)).to(device)
     if hasattr(model, "fit_to_data") and sample is not None:  # data-dependent init
         model.fit_to_data(torch.cat([x.float() for x, _ in sample()]))
     if speed["channels_last"]:

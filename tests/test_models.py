@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastcifar.models import BatchNormReLU2d, create_model, list_models
+from fastcifar.models import BatchNormReLU2d, create_model, list_models, parse_model_options
 
 # ../shared/spec/ARCHITECTURES.md
 PARAMS = {
@@ -76,3 +76,13 @@ def test_unknown_names_list_the_choices():
         create_model("resnet9")
     with pytest.raises(ValueError, match="unknown bn_relu 'cuda'.*eager"):
         create_model("cnn", bn_relu="cuda")
+
+
+def test_model_options_parse_and_unknown_ones_are_named():
+    assert parse_model_options("") == {}
+    assert parse_model_options("whiten=off, dirac=On,width=2,scale=0.5,act=gelu") == {
+        "whiten": False, "dirac": True, "width": 2, "scale": 0.5, "act": "gelu"}
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_model_options("whiten")
+    with pytest.raises(ValueError, match=r"takes no option \['depth'\]; its options: num_classes"):
+        create_model("cnn", depth=3)

@@ -3,6 +3,7 @@ scales, parameter count, and one epoch of its recipe."""
 
 import json
 
+import pytest
 import torch
 
 from fastcifar import train
@@ -58,3 +59,37 @@ def test_recipe_runs_and_keeps_the_frozen_parts_frozen(tmp_path):
     fitted = create_model("speedrun")
     assert not torch.equal(state["whiten.weight"], fitted.whiten.weight)  # fitted to the data
     assert torch.equal(state["groups.0.bn1.weight"], torch.ones(64))  # scale never trained
+
+
+def test_ablation_switches_undo_each_piece():
+    plain = create_model("speedrun", whiten=False, dirac=False, frozen_bn_scale=False)
+    assert plain.whiten.weight.requires_grad  # an ordinary learned first layer...
+    before = plain.whiten.weight.clone()
+    plain.fit_to_data(torch.randn(8, 3, 32, 32))
+    assert torch.equal(before, plain.whiten.weight)  # ...that the data does not set
+    x = torch.randn(2, 64, 6, 6)
+    assert not torch.allclose(plain.groups[1].conv1(x)[:, :64], x, atol=0.1)  # no Dirac init
+    norms = [m for m in plain.modules() if isinstance(m, FrozenScaleBatchNorm2d)]
+    assert all(m.weight.requires_grad for m in norms)
+    assert sum(p.numel() for p in plain.parameters()) == 1_972_768  # same shapes throughout
+
+
+def test_model_options_reach_the_model_from_the_command_line(tmp_path):
+    write_synthetic_cifar(tmp_path / "data", n_train=128, n_test=32, seed=0)
+    out = tmp_path / "run"
+    assert train.main(["--recipe", "speedrun10", "--epochs", "1", "--batch-size", "64",
+                       "--model-options", "whiten=off", "--data-dir", str(tmp_path / "data"),
+                       "--out", str(out), "--quiet", "--device", "cpu", "--no-figures"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["model_options"] == "whiten=off"
+    state = train.load_checkpoint(out / "last.pt")
+    trained = sum(len(group["params"]) for group in state["optimizer"]["param_groups"])
+    assert trained == 1 + 6 + 6 + 1  # the learned first conv, six convs, six BN shifts, the head
+    assert state["config"]["recipe"]["model_options"] == "whiten=off"
+
+
+def test_bad_model_options_are_rejected_before_training(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--recipe", "speedrun10", "--model-options", "whitening=off"])
+    assert exit_.value.code == 2
+    assert "takes no option ['whitening']" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Models by name: ``@register_model`` entrypoints, ``create_model`` and ``list_models``."""
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -23,6 +24,30 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
+def parse_model_options(text: str) -> dict:
+    """``"whiten=off,width=2"`` -> ``{"whiten": False, "width": 2}`` (on/off, ints, floats,
+    else strings); ValueError names a malformed item."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"model option {item!r} is not key=value (e.g. whiten=off)")
+        value = value.strip()
+        words = {"on": True, "true": True, "off": False, "false": False}
+        if value.lower() in words:
+            options[key.strip()] = words[value.lower()]
+            continue
+        for kind in (int, float):
+            try:
+                options[key.strip()] = kind(value)
+                break
+            except ValueError:
+                pass
+        else:
+            options[key.strip()] = value
+    return options
+
+
 def create_model(name: str, bn_relu: str = "eager", **opts) -> nn.Module:
     """Build model ``name``.
 
@@ -34,8 +59,13 @@ def create_model(name: str, bn_relu: str = "eager", **opts) -> nn.Module:
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    norm = resolve_bn_relu(bn_relu)
-    return _MODELS[name](norm=norm, **opts)
+    entry = _MODELS[name]
+    takes = set(inspect.signature(entry).parameters) - {"norm"}
+    if set(opts) - takes:
+        raise ValueError(f"model {name!r} takes no option {sorted(set(opts) - takes)}; "
+                         f"its options: {', '.join(sorted(takes)) or 'none'}")
+    return entry(norm=resolve_bn_relu(bn_relu), **opts)
 
 
-__all__ = ["BN_RELU_CHOICES", "BN_RELU_IMPLS", "create_model", "list_models", "register_model"]
+__all__ = ["BN_RELU_CHOICES", "BN_RELU_IMPLS", "create_model", "list_models",
+           "parse_model_options", "register_model"]

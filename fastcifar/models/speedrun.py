@@ -6,12 +6,13 @@ airbench; ../shared/notes/ANCHORS.md), written here from their descriptions:
                 scaled to unit variance (and their negatives): decorrelated inputs, so the
                 first trainable layers learn faster (``fit_to_data``)
     3 groups    conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU, widths 64/256/256
-    identity    the second conv of each group starts as an identity on its first channels
-                (Dirac), so the deep path starts near a shallow one
+    identity    each 3x3 conv starts as an identity on its first channels (Dirac), so the
+                deep path starts near a shallow one
     BN          scales frozen at 1 (only the shifts learn), high momentum for short runs
     head        global max-pool, one linear layer, logits scaled down (a cooler softmax)
 
-About 1.97 M parameters; widths and scaling are this project's choices, not measured optima.
+1,972,768 parameters (1,971,328 trained); widths and logit scale are airbench94's. docs/speedrun.md
+has the recipe and what each piece was measured to buy.
 """
 
 import torch
@@ -26,26 +27,29 @@ WHITEN_KERNEL = 2
 
 
 class FrozenScaleBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm whose scale stays 1: only the shift is learned (fewer, better-behaved params)."""
+    """BatchNorm whose scale stays 1: only the shift is learned (fewer, better-behaved params).
+    ``frozen=False`` (an ablation) learns the scale too."""
 
-    def __init__(self, channels: int, momentum: float = 0.6, eps: float = 1e-12):
+    def __init__(self, channels: int, momentum: float = 0.6, eps: float = 1e-12,
+                 frozen: bool = True):
         super().__init__(channels, momentum=momentum, eps=eps)
-        self.weight.requires_grad_(False)
+        self.weight.requires_grad_(not frozen)
 
 
 class ConvGroup(nn.Module):
     """conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU; halves the resolution."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, dirac: bool = True, frozen_bn_scale: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding="same", bias=False)
         self.pool = nn.MaxPool2d(2)
-        self.bn1 = FrozenScaleBatchNorm2d(out_ch)
+        self.bn1 = FrozenScaleBatchNorm2d(out_ch, frozen=frozen_bn_scale)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding="same", bias=False)
-        self.bn2 = FrozenScaleBatchNorm2d(out_ch)
-        with torch.no_grad():  # identity init: each conv starts passing its inputs through
-            nn.init.dirac_(self.conv1.weight[:in_ch])
-            nn.init.dirac_(self.conv2.weight)
+        self.bn2 = FrozenScaleBatchNorm2d(out_ch, frozen=frozen_bn_scale)
+        if dirac:
+            with torch.no_grad():  # identity init: each conv starts passing its inputs through
+                nn.init.dirac_(self.conv1.weight[:in_ch])
+                nn.init.dirac_(self.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.bn1(self.pool(self.conv1(x))))
@@ -53,23 +57,32 @@ class ConvGroup(nn.Module):
 
 
 class SpeedrunNet(nn.Module):
-    """Whitening conv (frozen) -> GELU -> 3 ConvGroups -> global max-pool -> linear."""
+    """Whitening conv (frozen) -> GELU -> 3 ConvGroups -> global max-pool -> linear.
 
-    def __init__(self, num_classes: int = 10, widths=WIDTHS, logit_scale: float = 1 / 9):
+    The ablation switches: ``whiten=False`` makes the first conv an ordinary learned one (same
+    shape, default init, not fitted); ``dirac=False`` keeps the default init of the 3x3 convs;
+    ``frozen_bn_scale=False`` learns the BatchNorm scales.
+    """
+
+    def __init__(self, num_classes: int = 10, widths=WIDTHS, logit_scale: float = 1 / 9,
+                 whiten: bool = True, dirac: bool = True, frozen_bn_scale: bool = True):
         super().__init__()
         channels = 2 * 3 * WHITEN_KERNEL**2  # each PCA filter and its negative
         # set by fit_to_data, then frozen; no bias (it would join the BN shifts' 64x lr)
         self.whiten = nn.Conv2d(3, channels, WHITEN_KERNEL, padding=0, bias=False)
-        self.whiten.weight.requires_grad_(False)
-        self.groups = nn.Sequential(
-            ConvGroup(channels, widths[0]), ConvGroup(widths[0], widths[1]),
-            ConvGroup(widths[1], widths[2]))
+        self.whiten.weight.requires_grad_(not whiten)
+        self.fits_whitening = whiten
+        self.groups = nn.Sequential(*(
+            ConvGroup(a, b, dirac, frozen_bn_scale)
+            for a, b in zip((channels, *widths[:-1]), widths)))
         self.head = nn.Linear(widths[2], num_classes, bias=False)
         self.logit_scale = logit_scale
 
     @torch.no_grad()
     def fit_to_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the whitening filters from normalised training images (B, 3, H, W)."""
+        if not self.fits_whitening:  # the ablation: a learned first layer
+            return
         k = WHITEN_KERNEL
         patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # B, 3, H-1, W-1, k, k
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * k * k).double()
@@ -86,6 +99,8 @@ class SpeedrunNet(nn.Module):
 
 
 @register_model
-def speedrun(norm: Norm = EAGER, num_classes: int = 10) -> nn.Module:
-    """The issue-7 network (about 1.97 M parameters); ``norm`` is unused: it has no BN+ReLU."""
-    return SpeedrunNet(num_classes)
+def speedrun(norm: Norm = EAGER, num_classes: int = 10, whiten: bool = True, dirac: bool = True,
+             frozen_bn_scale: bool = True) -> nn.Module:
+    """The issue-7 network (1,972,768 parameters); ``norm`` is unused: it has no BN+ReLU. The
+    other switches are ablations (SpeedrunNet)."""
+    return SpeedrunNet(num_classes, whiten=whiten, dirac=dirac, frozen_bn_scale=frozen_bn_scale)

@@ -53,6 +53,7 @@ class _Batches:
         self.n, self.batch_size, self.train, self.seed = n, batch_size, train, seed
         self.drop_last = train if drop_last is None else drop_last
         self.epoch = 0
+        self._first_flip = None  # alternating flip's coin per image, drawn when first needed
         self.rank, self.world = shard
         if not 0 <= self.rank < self.world:
             raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
@@ -83,7 +84,7 @@ class _Batches:
         is odd, first_flip being one fixed coin per image (a pure function of the seed)."""
         if not (self.train and spec.alternate_flip):
             return params
-        if getattr(self, "_first_flip", None) is None:
+        if self._first_flip is None:
             gen = torch.Generator().manual_seed(stream_seed(self.seed, 0, 2))
             self._first_flip = torch.rand(self.n, generator=gen) < 0.5
         flips = self._first_flip[idx] ^ bool(epoch % 2)

@@ -24,27 +24,30 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
+_WORDS = {"on": True, "true": True, "off": False, "false": False}
+
+
+def _option_value(text: str):
+    """on/off/true/false, an int, a float, else the string itself."""
+    if text.lower() in _WORDS:
+        return _WORDS[text.lower()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_model_options(text: str) -> dict:
-    """``"whiten=off,width=2"`` -> ``{"whiten": False, "width": 2}`` (on/off, ints, floats,
-    else strings); ValueError names a malformed item."""
+    """``"whiten=off,width=2"`` -> ``{"whiten": False, "width": 2}``; ValueError names a
+    malformed item."""
     options = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
             raise ValueError(f"model option {item!r} is not key=value (e.g. whiten=off)")
-        value = value.strip()
-        words = {"on": True, "true": True, "off": False, "false": False}
-        if value.lower() in words:
-            options[key.strip()] = words[value.lower()]
-            continue
-        for kind in (int, float):
-            try:
-                options[key.strip()] = kind(value)
-                break
-            except ValueError:
-                pass
-        else:
-            options[key.strip()] = value
+        options[key] = _option_value(value)
     return options
 
 

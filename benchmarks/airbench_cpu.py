@@ -1,0 +1,145 @@
+"""airbench94, unmodified, on the CPU and on our data: the peer's own accuracy on the same copy.
+
+    python benchmarks/airbench_cpu.py --data-dir data [--runs 1] [--trainer 94]
+
+Why: our speedrun recipe is rebuilt from airbench94's published ideas; when it falls short of 94 %
+on the CIFAR-10 (JPEG q75 copy), this tells how much of the gap is the data and how much our
+implementation. airbench is CUDA-only code, so it runs here behind device shims, each chosen not
+to change what it computes: `.cuda()` is a no-op, `torch.cuda.Event`/`synchronize` become
+wall-clock timers, its loaders are pointed at the CPU, and its fp16 weights stay fp32 under bf16
+autocast (the CPU has fast bf16 but slow fp16 convolutions; fp32 master weights are, if anything,
+more precise than airbench's fp16 ones). Its optimizer, schedule, Lookahead, loaders, augmentation,
+whitening and TTA run as published. Install it beside the project without touching torch:
+`pip install --no-deps -t /tmp/abenv airbench==0.1.8 torchvision` and run with
+PYTHONPATH=/tmp/abenv. Prints a table and writes benchmarks/results/airbench<N>-cpu.json.
+"""
+
+import argparse
+import contextlib
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+
+import torch  # noqa: E402
+
+from benchmarks._common import print_table, save_result  # noqa: E402
+from benchmarks.vs_airbench import write_airbench_data  # noqa: E402
+from fastcifar.data import load_cifar10  # noqa: E402
+
+
+class _WallClockEvent:
+    """Stands in for torch.cuda.Event(enable_timing=True) on the CPU."""
+
+    def __init__(self, **_):
+        self.at = None
+
+    def record(self):
+        self.at = time.perf_counter()
+
+    def elapsed_time(self, end):
+        return 1e3 * (end.at - self.at)
+
+
+def _shim_cuda_for_cpu(airbench_utils) -> None:
+    torch.nn.Module.cuda = lambda self, *a, **k: self
+    torch.nn.Module.half = lambda self: self  # weights stay fp32; bf16 autocast does the arithmetic
+    torch.cuda.Event = _WallClockEvent
+    torch.cuda.synchronize = lambda *a, **k: None
+    init = airbench_utils.CifarLoader.__init__
+    init.__defaults__ = init.__defaults__[:-1] + ("cpu",)  # gpu=0 -> the CPU
+    # its whitening statistics are fp32 on the GPU (fp16 has no autocast there); under CPU
+    # autocast the covariance matmul would drop to bf16 and its eigenvalues to NaN
+    whiten = airbench_utils.init_whitening_conv
+
+    def init_whitening_conv_fp32(*args, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return whiten(*args, **kwargs)
+
+    airbench_utils.init_whitening_conv = init_whitening_conv_fp32
+
+
+def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None) -> dict:
+    import airbench
+    import airbench.utils
+
+    _shim_cuda_for_cpu(airbench.utils)
+    train_fn = getattr(airbench, f"train{trainer}")
+    here = os.getcwd()
+    os.chdir(folder)  # airbench reads ./cifar10
+    try:
+        torch.manual_seed(seed)
+        printed = io.StringIO()
+        # one autocast region spans the whole of train94(), so its cache of bf16 weight copies
+        # must be off, or every step would reuse the first step's weights
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
+        with contextlib.redirect_stdout(printed), autocast:
+            start = time.perf_counter()
+            model = train_fn() if epochs is None else train_fn(epochs=epochs)
+            wall = time.perf_counter() - start
+            loader = airbench.CifarLoader("cifar10", train=False, batch_size=2000)
+            accuracy = 100.0 * airbench.evaluate(model, loader, tta_level=2)
+    finally:
+        os.chdir(here)
+    table = printed.getvalue()
+    epochs = [line for line in table.splitlines() if line.startswith("|") and "run" not in line]
+    # airbench's own timer: training epochs, whitening init and the final TTA pass (per-epoch
+    # evaluation excluded), the last column of its final row
+    own_seconds = float(epochs[-1].strip("| ").split("|")[-1]) if epochs else None
+    return {"test_acc": accuracy, "airbench_seconds": own_seconds, "wall_seconds": wall,
+            "printed": table}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--trainer", default="94", choices=["93", "94", "95"])
+    parser.add_argument("--runs", type=int, default=1, help="runs (seeds 0..n-1)")
+    parser.add_argument("--data-name", default="CIFAR-10 (JPEG q75 copy)",
+                        help="what the data is, for the result file")
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="override airbench's epoch count (a smoke test; default: its own)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    try:
+        import airbench  # noqa: F401
+    except ImportError:
+        print("error: airbench is not importable; install it beside the project with\n"
+              "  pip install --no-deps -t /tmp/abenv airbench==0.1.8 torchvision\n"
+              "and run with PYTHONPATH=/tmp/abenv", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_cifar10(args.data_dir, download=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        write_airbench_data(data, scratch)
+        for run in range(args.runs):
+            result = run_airbench_cpu(args.trainer, scratch, seed=run, epochs=args.epochs)
+            print(result["printed"], end="")
+            rows.append({"trainer": f"airbench{args.trainer} (CPU shims, bf16 autocast)",
+                         "run": run, "test_acc": round(result["test_acc"], 2),
+                         "airbench_seconds": round(result["airbench_seconds"], 1),
+                         "wall_seconds": round(result["wall_seconds"], 1),
+                         "printed": result["printed"]})
+    hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"airbench{args.trainer} on the CPU ({hardware}, torch {torch.__version__}), "
+          f"data {args.data_dir}")
+    print_table(rows, ["trainer", "run", "test_acc", "airbench_seconds", "wall_seconds"])
+    path = save_result(f"airbench{args.trainer}-cpu",
+                       {"data": str(args.data_dir), "data_name": args.data_name,
+                        "hardware": hardware,
+                        "epochs": args.epochs or "airbench default", "rows": rows}, args.out)
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

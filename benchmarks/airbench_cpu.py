@@ -20,7 +20,6 @@ import io
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a so
 import torch  # noqa: E402
 
 from benchmarks._common import print_table, save_result  # noqa: E402
-from benchmarks.vs_airbench import write_airbench_data  # noqa: E402
-from fastcifar.data import load_cifar10  # noqa: E402
+from benchmarks.vs_airbench import airbench_data_folder  # noqa: E402
 
 
 class _WallClockEvent:
@@ -116,11 +114,8 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_cifar10(args.data_dir, download=False)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        write_airbench_data(data, scratch)
+    with airbench_data_folder(args.data_dir) as scratch:
         for run in range(args.runs):
             result = run_airbench_cpu(args.trainer, scratch, seed=run, epochs=args.epochs)
             print(result["printed"], end="")

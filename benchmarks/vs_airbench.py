@@ -41,6 +41,15 @@ def write_airbench_data(data, folder: Path) -> None:
                     "classes": list(CLASSES)}, folder / "cifar10" / f"{split}.pt")
 
 
+@contextlib.contextmanager
+def airbench_data_folder(data_dir: str):
+    """A scratch folder holding our data set (from ``data_dir``) in airbench's format."""
+    data = load_cifar10(data_dir, download=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        write_airbench_data(data, Path(scratch))
+        yield Path(scratch)
+
+
 def run_airbench(folder: Path) -> dict:
     import airbench
 
@@ -90,11 +99,8 @@ def main(argv=None) -> int:
     except ImportError:
         print("error: airbench is not installed: pip install '.[compare]'", file=sys.stderr)
         return 2
-    data = load_cifar10(args.data_dir, download=False)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        write_airbench_data(data, scratch)
+    with airbench_data_folder(args.data_dir) as scratch:
         for run in range(args.runs):
             ab = run_airbench(scratch)
             rows.append({"trainer": "airbench94", "run": run, "seconds": round(ab["seconds"], 2),

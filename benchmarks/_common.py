@@ -1,6 +1,7 @@
 """What every benchmark shares: the machine it ran on, and saving results as JSON."""
 
 import json
+import os
 from pathlib import Path
 
 from fastcifar.env import environment
@@ -11,11 +12,17 @@ __all__ = ["RESULTS", "environment", "print_table", "save_result"]
 
 
 def save_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:
-    """Write ``payload`` plus the environment to ``<out_dir>/<name>.json`` (default results/)."""
+    """Write ``payload`` plus the environment to ``<out_dir>/<name>.json`` (default results/).
+
+    Atomic (temp file, then rename): benchmarks call it after every row, so a run stopped at its
+    time limit leaves every row it measured in a readable file.
+    """
     out_dir = Path(out_dir) if out_dir else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
+    os.replace(tmp, path)
     return path
 
 

@@ -121,13 +121,26 @@ def main(argv=None) -> int:
         images, labels = make_arrays(args.dataset_size, seed=0)
         source = f"synthetic ({args.dataset_size} images)"
     backends = list(args.backends)
+    dali_version = None
     if "dali" in backends:
+        from fastcifar.augment.dali import require_dali
+
         try:
-            import nvidia.dali  # noqa: F401
-        except ImportError:
-            print("DALI is not installed: skipping the dali backend", file=sys.stderr)
-            backends.remove("dali")
+            dali_version = require_dali().__version__
+        except ImportError as err:
+            # asked for and missing is an error: a table without its DALI rows must not pass
+            # for a finished measurement (pass --backends torch to measure without it)
+            print(f"error: --backends dali: {err}", file=sys.stderr)
+            return 2
     dtype = torch.bfloat16 if args.bf16 else torch.float32
+    env = environment()
+    where = env["gpu"] if torch.device(args.device).type == "cuda" else \
+        f"{env['cpu']} ({env['cpu_cores']} cores)"
+    name = f"loader_throughput_{torch.device(args.device).type}"
+    payload = {"device": args.device, "where": where, "data": source,
+               "images_per_setting": args.images, "torchvision_workers": args.workers,
+               "dtype": str(dtype), "dali": dali_version,
+               "timing": "whole passes after one warm-up batch, device synchronised"}
     rows = []
     for backend in backends:
         for preset in args.presets:
@@ -143,22 +156,10 @@ def main(argv=None) -> int:
                 print_row = rows[-1]
                 print(f"  {backend:11s} {preset:26s} bs {bs:5d}: {print_row['images_per_s']:>9,} "
                       "images/s", flush=True)
-    env = environment()
-    where = env["gpu"] if torch.device(args.device).type == "cuda" else \
-        f"{env['cpu']} ({env['cpu_cores']} cores)"
+                saved = save_result(name, payload | {"rows": rows}, args.out)
     print(f"\nloader throughput on {args.device}: {where}; data {source}")
     print_table(rows, ["backend", "preset", "batch_size", "images_per_s"])
-    versions = {"torchvision_workers": args.workers, "dtype": str(dtype)}
-    try:
-        import nvidia.dali
-
-        versions["dali"] = nvidia.dali.__version__
-    except ImportError:
-        versions["dali"] = None
-    payload = {"device": args.device, "data": source, "images_per_setting": args.images,
-               **versions, "rows": rows}
-    name = f"loader_throughput_{torch.device(args.device).type}"
-    print(f"saved {save_result(name, payload, args.out)}")
+    print(f"saved {saved}")
     return 0
 
 

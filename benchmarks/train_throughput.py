@@ -7,8 +7,10 @@ update), from the seed's way to the fast path, adding one switch at a time on th
 Rows, cumulative: "seed" (torchvision per-image transforms in a DataLoader, eager fp32, batch
 100), then + the GPU-resident batched loader, + batch 512, + channels_last, + bf16 autocast,
 + the Triton fused BatchNorm+ReLU (CUDA only), + torch.compile (compile time excluded). The
-augmentation is the fast recipe's (flip + pad-crop) throughout. Prints a table and writes
-benchmarks/results/train_throughput-<device>.json with the machine it ran on.
+augmentation is the fast recipe's (flip + pad-crop) throughout. Timed with the device
+synchronised before and after the timed steps (on a GPU that is what CUDA events measure).
+Prints a table and writes benchmarks/results/train_throughput-<device>.json with the machine it
+ran on, rewritten after every row.
 """
 
 import argparse
@@ -28,19 +30,20 @@ from fastcifar.data.synthetic import make_arrays  # noqa: E402
 from fastcifar.engine import synchronize  # noqa: E402
 from fastcifar.models import create_model  # noqa: E402
 
-# (label, settings): each row adds one switch to the row before
-LADDER = [
-    ("seed: torchvision DataLoader, eager fp32, bs 100",
-     dict(loader="torchvision", batch=100, channels_last=False, amp=None, bn_relu="eager",
-          compile=False)),
-    ("+ GPU-resident batched loader", dict(loader="torch")),
-    ("+ batch 512", dict(batch=512)),
-    ("+ channels_last", dict(channels_last=True)),
-    ("+ bf16 autocast", dict(amp=torch.bfloat16)),
-    ("+ fused BN+ReLU (Triton)", dict(bn_relu="triton")),
-    ("+ torch.compile", dict(compile=True)),
-]
 
+def ladder(seed_batch: int = 100, fast_batch: int = 512) -> list[tuple[str, dict]]:
+    """(label, settings) rows: each adds one switch to the row before."""
+    return [
+        (f"seed: torchvision DataLoader, eager fp32, bs {seed_batch}",
+         dict(loader="torchvision", batch=seed_batch, channels_last=False, amp=None,
+              bn_relu="eager", compile=False)),
+        ("+ GPU-resident batched loader", dict(loader="torch")),
+        (f"+ batch {fast_batch}", dict(batch=fast_batch)),
+        ("+ channels_last", dict(channels_last=True)),
+        ("+ bf16 autocast", dict(amp=torch.bfloat16)),
+        ("+ fused BN+ReLU (Triton)", dict(bn_relu="triton")),
+        ("+ torch.compile", dict(compile=True)),
+    ]
 
 def seed_loader(images, labels, batch, workers):
     """The report's way: per-image torchvision transforms in DataLoader worker processes."""
@@ -104,18 +107,26 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=50000, help="training images used")
     parser.add_argument("--data-dir", default=None, help="real CIFAR-10 (default: synthetic)")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers (seed row)")
+    parser.add_argument("--batch-sizes", type=int, nargs=2, default=[100, 512],
+                        metavar=("SEED", "FAST"), help="the seed's batch and the fast path's")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda, but torch sees no CUDA device; use --device cpu",
+              file=sys.stderr)
+        return 2
     if args.data_dir:
         data = load_cifar10(args.data_dir, download=False)
         images, labels = data.train_images[: args.images], data.train_labels[: args.images]
     else:
         images, labels = make_arrays(args.images, seed=0)
     rows = []
+    env = environment()
+    where = env["gpu"] or f"{env['cpu']} ({env['cpu_cores']} cores)"
     for model_name in args.models.split(","):
         settings = {}
-        for label, change in LADDER:
+        for label, change in ladder(*args.batch_sizes):
             settings |= change
             row = {"model": model_name, "setting": label}
             if settings["bn_relu"] == "triton" and device.type != "cuda":
@@ -127,13 +138,14 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"  {model_name}: {label}: {row.get('images_per_s', row.get('note'))}",
                   flush=True)
-    env = environment()
-    where = env["gpu"] or f"{env['cpu']} ({env['cpu_cores']} cores)"
+            saved = save_result(f"train_throughput-{device.type}", {
+                "steps": args.steps, "warmup": args.warmup, "batch_sizes": args.batch_sizes,
+                "data": "real" if args.data_dir else "synthetic", "rows": rows,
+                "timing": "timed steps only, device synchronised before and after; warm-up "
+                          "(and compile) steps excluded"}, args.out)
     print(f"training throughput on {where}, torch {env['torch']}, "
           f"{'real' if args.data_dir else 'synthetic'} data")
     print_table(rows, ["model", "setting", "images_per_s", "warmup_seconds", "note"])
-    saved = save_result(f"train_throughput-{device.type}",
-                        {"steps": args.steps, "warmup": args.warmup, "rows": rows}, args.out)
     print(f"saved {saved}")
     return 0
 

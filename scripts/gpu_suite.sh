@@ -1,113 +1,212 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark the project has, in one run of at most 9 minutes.
-#   bash scripts/gpu_suite.sh OUT_DIR
-# Runs from the source tree (PYTHONPATH=.) with the machine's own python3 and torch; never
-# installs torch. For the lent GPU machine, stage first (on the dev machine):
-#   ../shared/tools/device-stage data      (and: device-stage dali, in the calls it prints)
-# then run on the device, carrying .stage:   bash scripts/gpu_suite.sh $OUT
-# Each step logs to its own file; a failing step does not stop the others. OUT_DIR receives only
-# three files (the device tool brings back at most 8): suite.log (everything printed),
-# summary.txt (step, exit code, seconds) and results.tar.gz (every step's log and JSON).
-# Steps run in order of value; one that would pass the 9-minute mark is skipped (and says so).
-# GPU_SUITE_ONLY="fast_x3 vs_airbench" runs only the steps named, e.g. in a second call.
+# Every GPU check and benchmark the project has, in two calls of the device tool.
+#
+#   bash scripts/gpu_suite.sh --rehearse OUT   # on the CPU: every step, tiny sizes, < 5 minutes
+#   bash scripts/gpu_suite.sh --stage          # dev machine: data + airbench + commit -> .stage/
+#   bash scripts/gpu_suite.sh --call 1 OUT     # on the GPU machine (then --call 2 OUT)
+#   bash scripts/gpu_suite.sh --plan           # print the plan below
+#
+# Runs from the source tree (PYTHONPATH=.) with the machine's own python3 and torch; installs
+# nothing but what .stage/restore.sh unpacks. OUT receives four files (the device tool brings
+# back at most 8): suite.log (everything printed), summary.txt (step, exit code, seconds),
+# summary.json (every headline figure with hardware, versions and timing convention) and
+# results.tar.gz (every step's log and JSON; no checkpoints). Every step writes its JSON as it
+# goes, and a step killed at its limit leaves what it measured; one that would pass the call's
+# deadline is skipped and says so. `restore` and `environment` always run. GPU_SUITE_ONLY="a b"
+# runs only the steps named (besides those two).
+#
+# THE PLAN for a GPU session's 15 minutes of device time (the machine's start, 1-2 minutes, is
+# counted; it goes cold 30 s after a call returns, so the next call must follow at once):
+#   0. dev machine: bash scripts/gpu_suite.sh --rehearse /tmp/rehearsal  (every step rc=0)
+#                   bash scripts/gpu_suite.sh --stage     (.stage/: data 56 MB, airbench, COMMIT)
+#   1. run(timeout_s=540, carry=[".stage/restore.sh", ".stage/data", ".stage/COMMIT"],
+#          command="bash scripts/gpu_suite.sh --call 1 $OUT")                       ~480 s
+#      restore, environment, data_check, gpu_tests (kernels + gpu-marked, no -x), the
+#      train_throughput ladder, kernel_bn_relu (bf16 channels_last first), vs_airbench_fast
+#      (airbench94, then the fast recipe once with its time to 86-94 %): the headline figures,
+#      complete even if this is the only call.
+#   2. at once, run(timeout_s=200, carry=the same (a cold machine restores again, a warm one
+#          skips it), command="bash scripts/gpu_suite.sh --call 2 $OUT")          ~170 s
+#      loader_throughput, speedrun_vs_airbench (speedrun10, the recipe we race airbench94 with),
+#      torchrun_overhead, train_row6_3ep, loader_torchvision, fast_seeds (seeds 1 and 2 beside
+#      call 1's seed 0), cpu_tests: in that order until its 170 s are spent (expect the first
+#      three; a later session runs the rest with GPU_SUITE_ONLY).
+#   3. give_back; unpack both calls' results.tar.gz and summary.json under
+#      benchmarks/results/gpu-<card>-<date>/ and commit them with the card, versions, command.
+#   Start 90 s + 540 s + 200 s = 830 s of 900: no call only transfers files.
+#   DALI (190 MiB: four 58 MiB parts, one a call) cannot travel beside this in 15 minutes. A
+#   session for DALI alone: device-stage dali; calls 1-3 carry one part each plus .stage/data
+#   is too much (64 MiB a call), so they carry a part and run GPU_SUITE_ONLY="gpu_tests" etc.;
+#   call 4 carries the last part (restore.sh installs DALI) and runs loader_throughput.
 set -uo pipefail
-out=${1:?usage: scripts/gpu_suite.sh OUT_DIR}
 cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+mode=gpu call=all out=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rehearse) mode=rehearse ;;
+    --call) call=${2:-}; shift ;;
+    --plan) sed -n '/^# THE PLAN/,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --stage)
+      stage=../shared/tools/device-stage
+      [ -x "$stage" ] || { echo "error: $stage not found: --stage runs on the dev machine" >&2; exit 2; }
+      "$stage" data && "$stage" airbench || exit 1
+      commit=$(git rev-parse --short HEAD)
+      git diff --quiet HEAD -- . ':!benchmarks/results' || commit="$commit-dirty"
+      echo "$commit" > .stage/COMMIT
+      echo "staged for commit $commit: $(du -sh .stage | cut -f1) in .stage/"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "error: unknown option $1; see: bash scripts/gpu_suite.sh --help" >&2; exit 2 ;;
+    *) out=$1 ;;
+  esac
+  shift
+done
+[ -n "$out" ] || { echo "error: say where the results go: bash scripts/gpu_suite.sh [--rehearse] [--call 1|2] OUT" >&2; exit 2; }
+case $call in 1|2|all) ;; *) echo "error: --call takes 1, 2 or all, not '$call'" >&2; exit 2 ;; esac
+
+CALL1="data_check gpu_tests train_throughput kernel_bn_relu vs_airbench_fast"
+CALL2="speedrun_vs_airbench loader_throughput train_row6_3ep fast_seeds torchrun_overhead loader_torchvision cpu_tests"
+case $call in 1) steps=$CALL1 ;; 2) steps=$CALL2 ;; all) steps="$CALL1 $CALL2" ;; esac
+slower=1
+if [ "$mode" = rehearse ]; then
+  seconds=${GPU_SUITE_SECONDS:-290} slower=2
+else
+  seconds=${GPU_SUITE_SECONDS:-$(case $call in 1) echo 480 ;; 2) echo 170 ;; *) echo 650 ;; esac)}
+fi
+
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-work=$(mktemp -d /tmp/gpu_suite.XXXXXX)
+work=${GPU_SUITE_WORK:-$([ "$mode" = rehearse ] && mktemp -d /tmp/gpu_rehearsal.XXXXXX || echo /tmp/gpu_suite-work)}
+mkdir -p "$work"
 export PYTHONPATH=".:/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
+[ "$mode" = rehearse ] && [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && py=.venv/bin/python
+if [ -f .stage/COMMIT ]; then export FASTCIFAR_COMMIT; FASTCIFAR_COMMIT=$(cat .stage/COMMIT); fi
 exec > >(tee "$out/suite.log") 2>&1
 : > "$out/summary.txt"
+: > "$work/steps.tsv"
+deadline=$((SECONDS + seconds))
 
-deadline=$((SECONDS + ${GPU_SUITE_SECONDS:-530}))  # the whole suite stays within 9 minutes
+record() {  # record NAME RC SECONDS LIMIT NOTE
+  printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$work/steps.tsv"
+  printf '%-22s rc=%-4s %4ss  %s\n' "$1" "$2" "$3" "$5" >> "$out/summary.txt"
+}
 
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to WORK/NAME.log
+step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to WORK/NAME.log
   local name=$1 limit=$2; shift 2
-  if [ -n "${GPU_SUITE_ONLY:-}" ] && [[ " $GPU_SUITE_ONLY " != *" $name "* ]]; then
-    return  # GPU_SUITE_ONLY="tests kernel_bn_relu" reruns just those steps
+  if [ "$name" != restore ] && [ "$name" != environment ]; then
+    [[ " $steps " == *" $name "* ]] || return 0
+    if [ -n "${GPU_SUITE_ONLY:-}" ] && [[ " $GPU_SUITE_ONLY " != *" $name "* ]]; then return 0; fi
   fi
   local left=$((deadline - SECONDS))
   if [ "$left" -lt 15 ]; then
-    echo "== $name: skipped, the suite's time is spent"
-    printf '%-24s skipped (suite time spent)\n' "$name" >> "$out/summary.txt"
-    return
+    echo "== $name: skipped, the call's ${seconds}s are spent"
+    record "$name" skipped 0 "$limit" "the call's time is spent"
+    return 0
   fi
+  limit=$((limit * slower))  # the rehearsal's 2 cores get twice the GPU's limits
   [ "$limit" -gt "$left" ] && limit=$left
   echo "== $name (limit ${limit}s): $*"
   local start=$SECONDS
-  timeout "$limit" "$@" > "$work/$name.log" 2>&1
+  timeout -k 10 "$limit" "$@" > "$work/$name.log" 2>&1
   local rc=$?
-  tail -n 30 "$work/$name.log"
+  tail -n 25 "$work/$name.log"
+  local note=""; [ "$rc" -eq 124 ] && note="stopped at its ${limit}s limit"
   echo "== $name: rc=$rc in $((SECONDS - start))s"
-  printf '%-24s rc=%-4s %4ss\n' "$name" "$rc" "$((SECONDS - start))" >> "$out/summary.txt"
+  record "$name" "$rc" "$((SECONDS - start))" "$limit" "$note"
 }
 
 finish() {
-  tar -czf "$out/results.tar.gz" --exclude='*.pt' -C "$work" .  # checkpoints stay behind
-  echo "== summary"; cat "$out/summary.txt"
+  "$py" scripts/gpu_summary.py "$work" "$out/summary.json" --mode "$mode" --call "$call" \
+    || echo "gpu_summary.py failed: summary.json is missing" >&2
+  tar -czf "$out/results.tar.gz" --exclude='*.pt' --exclude='*.npz' --exclude='cifar-10-batches-py' \
+    --exclude='cifar10' -C "$work" .
+  echo "== summary ($mode, call $call)"; cat "$out/summary.txt"
 }
 trap finish EXIT
 
-[ -f .stage/restore.sh ] && step restore 180 bash .stage/restore.sh
-step environment 60 bash -c "nvidia-smi || true; $py -c 'import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no CUDA\")'"
-if ! $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "no CUDA device here: the GPU suite needs one" >&2
+# Sizes: the GPU's, or the rehearsal's (the same scripts, flags and output files, smaller counts).
+if [ "$mode" = gpu ]; then
+  synthetic=(50000 10000); tiny=()
+  tt=(--device cuda --models resnet_final --steps 20 --warmup 3)
+  kb=(--budget-s 45); lt=(--device cuda --images 50000 --batch-sizes 512 1024)
+  tv=(--device cuda --images 5000 --batch-sizes 512 --workers 8)
+  tr=(--epochs 3 --images 25000); airbench_runs=2; fast_seeds=(1 2); tests_m="gpu or kernel"
+  cpu_tests=(tests); row6=(--epochs 3)
+  kernel_env=(env -u TRITON_INTERPRET)  # the real kernels, compiled for the GPU
+else
+  synthetic=(1200 300); tiny=(--epochs 1 --train-subset 128 --test-subset 64 --batch-size 32 --compile off)
+  tt=(--device cpu --models cnn --steps 1 --warmup 1 --images 600 --batch-sizes 16 32 --workers 0)
+  kb=(--device cpu --quick --budget-s 30); lt=(--device cpu --images 512 --batch-sizes 256 --presets none flip_crop flip_affine)
+  tv=(--device cpu --images 128 --batch-sizes 64 --workers 2 --presets flip_crop)
+  tr=(--epochs 2 --images 300 --test-images 100 --batch-size 100); airbench_runs=1; fast_seeds=(1)
+  tests_m="gpu"  # on the CPU every gpu-marked test skips: this checks collection and markers
+  cpu_tests=(tests/test_packaging.py tests/test_dali_import.py); row6=("${tiny[@]}")
+  kernel_env=(env TRITON_INTERPRET=1)  # Triton's interpreter runs the kernels on CPU tensors
+fi
+xdist=(); $py -c "import xdist" 2>/dev/null && [ "$mode" = gpu ] && xdist=(-n 4)
+data=data
+
+step restore 180 bash -c '
+  py=$1 work=$2 n_train=$3 n_test=$4
+  if [ -f .stage/restore.sh ]; then bash .stage/restore.sh || exit 1; else echo "nothing staged (.stage/restore.sh)"; fi
+  if [ -f data/cifar-10-batches-py/test_batch ]; then touch "$work/REAL_DATA"; echo "data: CIFAR-10 (JPEG q75 copy) in data/"; exit 0; fi
+  echo "data: no CIFAR-10 here; a synthetic set of $n_train/$n_test images (accuracies mean nothing)"
+  [ -f "$work/synthetic/cifar-10-batches-py/test_batch" ] || $py -c "import sys
+from fastcifar.data.synthetic import write_synthetic_cifar as w
+w(sys.argv[1], n_train=int(sys.argv[2]), n_test=int(sys.argv[3]))" "$work/synthetic" "$n_train" "$n_test"
+' _ "$py" "$work" "${synthetic[@]}"
+[ -f data/cifar-10-batches-py/test_batch ] || data=$work/synthetic
+step environment 60 bash -c '
+  nvidia-smi || echo "nvidia-smi: not here"
+  $1 -c "import json, sys; from fastcifar.env import environment
+env = environment(); json.dump(env, open(sys.argv[1], \"w\"), indent=2); print(json.dumps(env, indent=2))" "$2/environment.json"
+' _ "$py" "$work"
+if [ "$mode" = gpu ] && ! $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "error: torch sees no CUDA device here: the GPU suite needs one (rehearse on the CPU with --rehearse)" >&2
+  record cuda_check 2 0 0 "torch sees no CUDA device"
   exit 2
 fi
+dali=(); dali_note="DALI not installed: loader_throughput measures the torch backend only"
+if $py -c "from fastcifar.augment.dali import require_dali; require_dali()" 2>/dev/null; then
+  dali=(dali); dali_note="DALI installed"
+fi
+echo "$dali_note"
 
-# In order of what is most worth the GPU's minutes; each step gets at most its own limit and what
-# is left of the suite's time.
-# 1. the data layer on the real copy (when staged)
-step data_check 30 $py -m fastcifar.data --no-download
-# 2. every test on a machine with a GPU: gpu-marked tests run here and nowhere else
-step tests 150 $py -m pytest -q -x -p no:cacheprovider tests
-# 3. the fast path (issue 6): resnet_final's training throughput from the seed's way (torchvision
-#    DataLoader, eager fp32, batch 100) adding one switch at a time; compile time excluded
-train_data=(); [ -f data/cifar-10-batches-py/test_batch ] && train_data=(--data-dir data)
-step train_throughput 90 $py benchmarks/train_throughput.py --device cuda --models resnet_final \
-  --steps 20 --warmup 3 "${train_data[@]}" --out "$work"
-# 4. the headline: the fast recipe, 3 seeds, time and epochs to 86-94 %, final accuracy (real data)
-step fast_x3 300 $py benchmarks/time_to_accuracy.py --recipe fast --runs 3 --work "$work/fast" \
-  --out "$work" -- --no-download
-# 5. airbench94 and our fast recipe side by side (airbench staged by device-stage airbench)
-step vs_airbench 120 $py benchmarks/vs_airbench.py --data-dir data --out "$work"
-# 6. fused BatchNorm+ReLU kernels (issue 5): fwd+bwd at resnet_final's shapes (batch 512, bf16 +
-#    fp32, both layouts) vs eager and torch.compile, GB/s and % of copy bandwidth
-step kernel_bn_relu 120 env -u TRITON_INTERPRET $py benchmarks/kernel_bn_relu.py --out "$work"
-# 7. augmenting loaders (issue 3): both backends (dali only when restore.sh installed it), every
-#    preset, batch 512 and 1024, fp32, on the real data when staged. Goal: well over 100k images/s.
-loader_data=(); [ -f data/cifar-10-batches-py/test_batch ] && loader_data=(--data-dir data)
-step loader_throughput 80 $py benchmarks/loader_throughput.py --device cuda --images 50000 \
-  --backends torch dali --batch-sizes 512 1024 "${loader_data[@]}" --out "$work"
-# 8. a short real run of the report's row 6 (3 epochs): the engine end to end on the GPU
-step train_row6_3ep 90 $py -m fastcifar.train --recipe row6_resnet_final --epochs 3 --no-download \
-  --no-figures --out "$work/row6_3ep"
-# 9. the seed's way, torchvision per-image transforms in a DataLoader (8 workers), for the ratio
-step loader_torchvision 45 $py benchmarks/loader_throughput.py --device cuda --images 5000 \
-  --backends torchvision --batch-sizes 512 --workers 8 "${loader_data[@]}" --out "$work/torchvision"
-# 10. torchrun's wrapper (issue 8): `torchrun --nproc_per_node 1` (DDP, one rank) against the plain
-#    single-process run, same short cnn run (2 epochs of 10,000 images, batch 500, compile off so
-#    that only the wrapper differs); epoch 2's images/s of each, and their ratio (expect ~1.00;
-#    fails below 0.90). Multi-GPU speed-up cannot be measured on one GPU: README "Many GPUs"
-#    gives the expected scaling from the all-reduce volume instead.
-step torchrun_overhead 60 bash -c '
-  py=$1 work=$2 data=$work/synthetic
-  if [ -f data/cifar-10-batches-py/test_batch ]; then data=data; else
-    $py -c "import sys; from fastcifar.data.synthetic import write_synthetic_cifar as w
-w(sys.argv[1], n_train=10000, n_test=1000)" "$data" || exit 1; fi
-  run=(--recipe row1_cnn --epochs 2 --batch-size 500 --train-subset 10000 --test-subset 1000
-       --compile off --data-dir "$data" --no-download --no-figures --quiet)
-  $py -m fastcifar.train "${run[@]}" --out "$work/plain" || exit 1
-  $py -m torch.distributed.run --standalone --nproc_per_node 1 -m fastcifar.train "${run[@]}" \
-    --out "$work/torchrun1" || exit 1
-  $py -c "import json, sys
-speed = [json.loads(open(f\"{d}/metrics.jsonl\").read().splitlines()[-1])[\"images_per_s\"]
-         for d in sys.argv[1:]]
-print(f\"plain {speed[0]:.0f} img/s, torchrun 1 rank {speed[1]:.0f} img/s, ratio {speed[1] / speed[0]:.3f}\")
-sys.exit(0 if speed[1] >= 0.9 * speed[0] else 1)" "$work/plain" "$work/torchrun1"
-' _ "$py" "$work"
-# 11. the speedrun net (issue 7) at airbench94's length: 3 seeds, time and epochs to 86-94 %
-step speedrun_x3 120 $py benchmarks/time_to_accuracy.py --recipe speedrun10 --runs 3 \
-  --work "$work/speedrun" --out "$work" -- --no-download
+# ---- call 1: the headline figures ----------------------------------------------------------
+# the data layer on the real copy (when staged)
+step data_check 30 $py -m fastcifar.data --no-download --data-dir "$data"
+# kernel tests and gpu-marked tests (the sync-free loader epoch, CUDA graphs + TTA, the fused
+# kernels under torch.compile, ...): every failure reported, none stops the others
+step gpu_tests 110 $py -m pytest -q -p no:cacheprovider -rfEs "${xdist[@]}" \
+  --junitxml="$work/gpu_tests.xml" -m "$tests_m" tests
+# resnet_final's training throughput from the seed's way to the fast path, one switch at a time
+step train_throughput 70 $py benchmarks/train_throughput.py "${tt[@]}" --data-dir "$data" --out "$work"
+# the fused BatchNorm+ReLU kernels vs eager and torch.compile, GB/s and % of copy bandwidth
+step kernel_bn_relu 60 "${kernel_env[@]}" $py benchmarks/kernel_bn_relu.py "${kb[@]}" --out "$work"
+# airbench94, then the fast recipe (seed 0) with its time to 86-94 %: each in its own process
+step vs_airbench_fast 240 $py benchmarks/vs_airbench.py --data-dir "$data" --recipe fast --runs 1 \
+  --name vs_airbench-fast --work "$work/fast" --out "$work" -- "${tiny[@]}"
+
+# ---- call 2: the rest, in order of value, until the call's time is spent ------------------
+step loader_throughput 45 $py benchmarks/loader_throughput.py "${lt[@]}" --backends torch "${dali[@]}" \
+  --data-dir "$data" --out "$work"
+# speedrun10 is the recipe we race airbench94 with; each run's JSON is saved as it finishes
+step speedrun_vs_airbench 100 $py benchmarks/vs_airbench.py --data-dir "$data" --recipe speedrun10 \
+  --runs "$airbench_runs" --name vs_airbench-speedrun10 --work "$work/speedrun10" --out "$work" \
+  -- "${tiny[@]}"
+step torchrun_overhead 40 $py benchmarks/torchrun_overhead.py --data-dir "$data" "${tr[@]}" \
+  --work "$work/torchrun" --out "$work"
+step train_row6_3ep 60 $py -m fastcifar.train --recipe row6_resnet_final "${row6[@]}" --data-dir "$data" \
+  --no-download --no-figures --out "$work/row6_3ep"
+step loader_torchvision 30 $py benchmarks/loader_throughput.py "${tv[@]}" --backends torchvision \
+  --data-dir "$data" --out "$work/torchvision"
+step fast_seeds 170 $py benchmarks/time_to_accuracy.py --recipe fast --seeds "${fast_seeds[@]}" \
+  --work "$work/fast" --out "$work" -- --data-dir "$data" --no-download "${tiny[@]}"
+step cpu_tests 120 $py -m pytest -q -p no:cacheprovider -rfEs "${xdist[@]}" \
+  --junitxml="$work/cpu_tests.xml" -m "not gpu and not kernel" "${cpu_tests[@]}"
+
+failed=$(awk -F'\t' '$2 != "0" {print $1}' "$work/steps.tsv" | tr '\n' ' ')
+if [ -n "$failed" ]; then echo "steps not rc=0: $failed"; exit 1; fi
+exit 0

@@ -34,3 +34,11 @@ def _no_data_env(monkeypatch):
     # tests choose their data folder explicitly; a user's FASTCIFAR_DATA must not leak in
     monkeypatch.delenv("FASTCIFAR_DATA", raising=False)
     monkeypatch.delenv("FASTCIFAR_DATA_URL", raising=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    # the GPU suite selects the kernel tests by marker (-m "gpu or kernel"), wherever they live
+    kernels = REPO / "tests" / "kernels"
+    for item in items:
+        if kernels in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.kernel)

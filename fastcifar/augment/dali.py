@@ -17,6 +17,10 @@ Differences from torchvision (and the torch backend), measured in tests/test_aug
 - nearest-neighbour ties (exactly half-way coordinates) may round the other way.
 """
 
+import importlib
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -33,10 +37,41 @@ INSTALL_HINT = ("the 'dali' augmentation backend needs NVIDIA DALI, which is not
 def require_dali():
     """Import DALI or raise ImportError saying how to install it."""
     try:
-        import nvidia.dali  # noqa: F401
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
-    return nvidia.dali
+        return importlib.import_module("nvidia.dali")
+    except ImportError:
+        pass
+    if _join_nvidia_folders():
+        try:
+            return importlib.import_module("nvidia.dali")
+        except ImportError as err:
+            raise ImportError(f"{INSTALL_HINT} (DALI's files were found but do not import: "
+                              f"{err})") from err
+    raise ImportError(INSTALL_HINT)
+
+
+def _join_nvidia_folders() -> bool:
+    """Make DALI importable where another ``nvidia`` package hides it; True if DALI was found.
+
+    The CUDA builds of torch come with nvidia-* wheels whose ``nvidia/`` folder is a regular
+    package (it has an __init__.py). DALI installed into another folder on the path (``pip install
+    --target /tmp/site``, as on the offline GPU machine) holds only a namespace portion
+    ``nvidia/dali``, and a regular package ends the search: ``import nvidia.dali`` fails although
+    DALI is on the path. Adding each path entry's ``nvidia/`` that holds DALI to the package's
+    __path__ joins them, as a namespace package would have.
+    """
+    folders = [Path(entry or ".") / "nvidia" for entry in sys.path]
+    with_dali = [str(f) for f in folders if (f / "dali" / "__init__.py").is_file()]
+    if not with_dali:
+        return False
+    try:
+        nvidia = importlib.import_module("nvidia")
+    except ImportError:
+        return False
+    for folder in with_dali:
+        if folder not in list(nvidia.__path__):
+            nvidia.__path__.append(folder)
+    importlib.invalidate_caches()
+    return True
 
 
 def dali_matrices(params: AugmentParams, spec: AugmentSpec, height: int, width: int):

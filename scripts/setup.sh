@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up fastcifar in ./.venv: torch, then the package (editable) with its test tools and DALI
+# Set up fastcifar in ./.venv: torch, then the package (editable) with its test tools, airbench
+# (the peer the benchmarks race; pure Python) and DALI
 # (the optional "dali" augmentation backend; its CUDA 12 wheel also runs CPU-only).
 #   ./scripts/setup.sh                      # torch 2.14.1 (CUDA 13 build; runs on the CPU too)
 #   FASTCIFAR_TORCH="torch==2.9.1 torchvision==0.24.1" ./scripts/setup.sh   # another build
@@ -14,5 +15,5 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q $torch_spec
 fi
-.venv/bin/python -m pip install -q -e ".[dev,${FASTCIFAR_DALI_EXTRA:-dali}]"  # dali-cu13 for CUDA 13
+.venv/bin/python -m pip install -q -e ".[dev,compare,${FASTCIFAR_DALI_EXTRA:-dali}]"  # dali-cu13 for CUDA 13
 .venv/bin/python -c "import torch, fastcifar; print(f'fastcifar {fastcifar.__version__} ready: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"

@@ -256,6 +256,19 @@ def test_batches_shapes_dtypes_and_length():
     assert len(ev) == 7 and [len(y) for _, y in ev][-1] == 2 and next(iter(ev))[0].is_contiguous()
 
 
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("shard", [(0, 1), (1, 3)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_example_batches_are_laid_out_as_the_real_ones(train, shard, channels_last):
+    # what a compile warm-up runs on (fastcifar.train.compile_model): every real batch's shape,
+    # dtype and strides, the partial last one included, and nothing else
+    ld, _, _ = loader(n=50, bs=12, train=train, shard=shard, channels_last=channels_last,
+                      dtype=torch.bfloat16)
+    real = {(x.shape, x.dtype, x.stride()) for x, _ in ld}
+    examples = {(x.shape, x.dtype, x.stride()) for x in map(ld.example_batch, ld.batch_sizes())}
+    assert examples == real and len(real) == (1 if train else 2)
+
+
 def test_eval_only_normalises_in_order():
     ld, images, labels = loader(n=20, bs=8, train=False)
     x = torch.cat([x for x, _ in ld])

@@ -73,6 +73,22 @@ class _Batches:
         """Make the next iteration epoch ``epoch`` (its order and draws depend only on it)."""
         self.epoch = epoch
 
+    def batch_sizes(self) -> list[int]:
+        """The distinct sizes of this rank's batches in an epoch, largest first: the shapes a
+        compiled model meets (a partial last batch is one more)."""
+        full, rest = divmod(self.n, self.batch_size)
+        sizes = ([self.batch_size] if full else []) + ([rest] if rest and not self.drop_last
+                                                        else [])
+        return sorted({size * (self.rank + 1) // self.world - size * self.rank // self.world
+                       for size in sizes}, reverse=True)
+
+    def example_batch(self, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random images of ``size`` laid out exactly as this loader's batches (device, dtype,
+        memory format): a compile warm-up on them leaves nothing to recompile in training."""
+        height, width = self.images.shape[1:3]
+        x = torch.randn(size, 3, height, width, device=self.device, generator=generator)
+        return x.to(self.dtype, memory_format=self.memory_format)
+
     def _next_epoch(self, device=None) -> tuple[int, list[torch.Tensor]]:
         """(epoch, its batches' sample indices on ``device``, default the CPU)."""
         epoch, self.epoch = self.epoch, self.epoch + 1

@@ -66,14 +66,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="augmentation backend")
     speed = parser.add_argument_group("speed switches (auto: on with CUDA, off on the CPU)")
     speed.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
-                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on CUDA)")
+                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs with "
+                            "native bf16, else fp16)")
     speed.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                        help="model and batches in channels_last memory format")
     speed.add_argument("--compile", choices=["auto", "off", *COMPILE_MODES], default="auto",
                        help="torch.compile mode (auto: 'default' on CUDA); compile time is "
                             "measured and reported apart from training time")
     speed.add_argument("--bn-relu", choices=BN_RELU_CHOICES, default="auto",
-                       help="BatchNorm+ReLU implementation (auto: the Triton kernel on CUDA)")
+                       help="BatchNorm+ReLU implementation (auto: the Triton kernel on GPUs of "
+                            "compute capability 8.0 and later)")
     run.add_argument("--train-subset", type=int, default=None, metavar="N",
                      help="train on the first N training images only (quick checks)")
     run.add_argument("--test-subset", type=int, default=None, metavar="N",
@@ -125,11 +127,23 @@ def resolve_recipe(args, parser) -> Recipe:
     return recipe
 
 
+def auto_amp(device: torch.device) -> str:
+    """bf16 on GPUs with native bf16 (compute capability >= 8.0: Ampere, Hopper), fp16 with the
+    GradScaler on older ones (T4, V100, where bf16 is emulated and slow), off on the CPU."""
+    if device.type != "cuda":
+        return "off"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch, whose answer never counted emulation
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
+
+
 def resolve_switches(switches: dict, device: torch.device) -> dict:
     """The speed switches with "auto" decided for ``device`` (on with CUDA, off on the CPU)."""
     cuda = device.type == "cuda"
     resolved = {
-        "amp": switches["amp"] if switches["amp"] != "auto" else ("bf16" if cuda else "off"),
+        "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
         "channels_last": {"on": True, "off": False, "auto": cuda}[switches["channels_last"]],
         "compile": switches["compile"] if switches["compile"] != "auto" else (
             "default" if cuda else "off"),

@@ -282,3 +282,19 @@ def test_compile_warmup_sees_every_input_layout_training_will(data_dir, tmp_path
     x = torch.empty(first_step[1]).as_strided(first_step[1], first_step[3])
     assert x.is_contiguous(memory_format=torch.channels_last) == (channels_last == "on")
     assert x.is_contiguous() == (channels_last == "off") and len(train_batches) == 3
+
+
+@pytest.mark.parametrize("native_bf16, want", [(True, "bf16"), (False, "fp16")])
+def test_auto_amp_is_bf16_only_where_the_gpu_has_it(monkeypatch, native_bf16, want):
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return native_bf16 or including_emulation  # as torch: emulated bf16 counts by default
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    auto = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
+    assert train.resolve_switches(auto, torch.device("cuda"))["amp"] == want
+    assert asked == [False]  # emulated bf16 (T4, V100) is slow: it must not count
+    assert train.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
+    assert train.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"

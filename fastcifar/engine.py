@@ -119,8 +119,13 @@ def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
     """Logits averaged over test-time views of ``x`` (airbench's weighting for translate):
     "flip" = mean of the image and its mirror; "flip_translate" = 0.5 * that + 0.5 * the same
     for the image shifted by one pixel up-left and down-right (reflect padding)."""
+    def view(images):
+        # cloned: a CUDA-graph model (--compile reduce-overhead) returns the same output buffer
+        # from every call of a graph, so the next view's call would overwrite this one's logits
+        return model(images).clone()
+
     def flip_mean(images):
-        return 0.5 * (model(images) + model(images.flip(-1)))
+        return 0.5 * (view(images) + view(images.flip(-1)))
 
     if mode == "none":
         return model(x)

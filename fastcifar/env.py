@@ -2,6 +2,7 @@
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -74,3 +75,48 @@ def environment() -> dict:
         "commit": git_commit(),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# how to install a torch build for an older driver (scripts/setup.sh reads FASTCIFAR_TORCH)
+OTHER_BUILD = ('rm -rf .venv && FASTCIFAR_TORCH="torch==2.9.1 torchvision==0.24.1 --index-url '
+               'https://download.pytorch.org/whl/cu126" FASTCIFAR_DALI_EXTRA=dali '
+               "./scripts/setup.sh")
+
+
+def unusable_gpu_hint(nvidia_smi: str, cuda_available: bool, torch_version: str,
+                      torch_cuda: str | None) -> str | None:
+    """What to do when ``nvidia-smi`` lists a GPU that torch cannot use, else None.
+
+    ``nvidia-smi`` is the output of ``nvidia-smi --query-gpu=name,driver_version
+    --format=csv,noheader`` ("" when it is missing or failed); the rest is torch's answer.
+    """
+    gpus = [line.strip() for line in nvidia_smi.splitlines() if line.strip()]
+    if cuda_available or not gpus:
+        return None
+    name, _, driver = gpus[0].partition(",")
+    seen = f"nvidia-smi lists {name.strip()} (driver {driver.strip() or 'unknown'})"
+    if torch_cuda is None:
+        why = f"torch {torch_version} is a CPU-only build"
+    else:
+        why = (f"torch {torch_version} (built for CUDA {torch_cuda}) cannot use it: the driver "
+               f"is most likely older than CUDA {torch_cuda} needs")
+    return (f"warning: {seen}, but {why}. Install a build for this driver (check the CUDA "
+            f"version nvidia-smi reports), e.g. CUDA 12.6:\n  {OTHER_BUILD}\n"
+            "(FASTCIFAR_DALI_EXTRA: dali for a CUDA 12 build, dali-cu13 for CUDA 13)")
+
+
+def gpu_hint() -> str | None:
+    """``unusable_gpu_hint`` for this machine."""
+    import torch
+
+    out = ""
+    if shutil.which("nvidia-smi"):
+        try:
+            run = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                                  "--format=csv,noheader"], capture_output=True, text=True,
+                                 timeout=30)
+            out = run.stdout if run.returncode == 0 else ""
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return unusable_gpu_hint(out, torch.cuda.is_available(), torch.__version__,
+                             torch.version.cuda)

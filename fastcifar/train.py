@@ -25,7 +25,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import CLASSES, DataError, load_cifar10
 from .data.__main__ import add_data_args
 from .ema import ModelEMA
-from .engine import TTA_MODES, NonFiniteLoss, evaluate, synchronize, train_epoch
+from .engine import TTA_MODES, NonFiniteLoss, evaluate, synchronize, train_epoch, tta_logits
 from .env import environment
 from .figures import plot_confusion, plot_curves, plot_per_class
 from .metrics import per_class_accuracy, stratified_split, threshold_table
@@ -66,14 +66,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="augmentation backend")
     speed = parser.add_argument_group("speed switches (auto: on with CUDA, off on the CPU)")
     speed.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
-                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on CUDA)")
+                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs with "
+                            "native bf16, else fp16)")
     speed.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                        help="model and batches in channels_last memory format")
     speed.add_argument("--compile", choices=["auto", "off", *COMPILE_MODES], default="auto",
                        help="torch.compile mode (auto: 'default' on CUDA); compile time is "
                             "measured and reported apart from training time")
     speed.add_argument("--bn-relu", choices=BN_RELU_CHOICES, default="auto",
-                       help="BatchNorm+ReLU implementation (auto: the Triton kernel on CUDA)")
+                       help="BatchNorm+ReLU implementation (auto: the Triton kernel on GPUs of "
+                            "compute capability 8.0 and later)")
     run.add_argument("--train-subset", type=int, default=None, metavar="N",
                      help="train on the first N training images only (quick checks)")
     run.add_argument("--test-subset", type=int, default=None, metavar="N",
@@ -125,11 +127,23 @@ def resolve_recipe(args, parser) -> Recipe:
     return recipe
 
 
+def auto_amp(device: torch.device) -> str:
+    """bf16 on GPUs with native bf16 (compute capability >= 8.0: Ampere, Hopper), fp16 with the
+    GradScaler on older ones (T4, V100, where bf16 is emulated and slow), off on the CPU."""
+    if device.type != "cuda":
+        return "off"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch, whose answer never counted emulation
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
+
+
 def resolve_switches(switches: dict, device: torch.device) -> dict:
     """The speed switches with "auto" decided for ``device`` (on with CUDA, off on the CPU)."""
     cuda = device.type == "cuda"
     resolved = {
-        "amp": switches["amp"] if switches["amp"] != "auto" else ("bf16" if cuda else "off"),
+        "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
         "channels_last": {"on": True, "off": False, "auto": cuda}[switches["channels_last"]],
         "compile": switches["compile"] if switches["compile"] != "auto" else (
             "default" if cuda else "off"),
@@ -206,9 +220,11 @@ def _load_resume(run_dir: Path) -> dict:
     return state
 
 
-def build_data(config: dict, args, device: torch.device, batch_size: int, shard=(0, 1)):
+def build_data(config: dict, args, device: torch.device, batch_size: int, shard=(0, 1), *,
+               channels_last: bool):
     """(train loader, validation loader or None, test loader) for ``config``; with ``shard``
-    (rank, world) each yields this rank's part of every global batch."""
+    (rank, world) each yields this rank's part of every global batch; batches are in
+    channels_last memory format iff ``channels_last`` (the resolved speed switch)."""
     data = load_cifar10(args.data_dir, download=not args.no_download, progress=not args.quiet)
     train_x, train_y = data.train_images, data.train_labels
     val = None
@@ -225,7 +241,8 @@ def build_data(config: dict, args, device: torch.device, batch_size: int, shard=
     if config["test_subset"]:
         test_x, test_y = test_x[: config["test_subset"]], test_y[: config["test_subset"]]
     spec = get_preset(config["recipe"]["augment"])
-    common = dict(backend=config["loader"], device=device, seed=config["seed"], shard=shard)
+    common = dict(backend=config["loader"], device=device, seed=config["seed"], shard=shard,
+                  channels_last=channels_last)
     train = make_loader(train_x, train_y, spec, batch_size, train=True, **common)
     eval_bs = max(batch_size, 500)
     evaluate_on = lambda x, y: make_loader(x, y, spec, eval_bs, train=False, **common)
@@ -304,30 +321,41 @@ def make_schedules(optimizer, recipe: Recipe, steps_per_epoch: int):
     return None, None
 
 
-def compile_model(model: nn.Module, mode: str, batch_size: int, amp_dtype, device,
-                  eval_too: bool) -> tuple[nn.Module, float]:
+def warmup_batches(loaders, eval_too: bool, generator=None) -> list[tuple[torch.Tensor, bool]]:
+    """(x, training) pairs covering every input shape the loaders will yield, laid out as
+    theirs (device, dtype, memory format): the training batch, and with ``eval_too`` each
+    evaluation loader's full and last partial batch."""
+    train, *evals = loaders
+    shapes = {(size, True): train for size in train.batch_sizes()}  # (size, training): loader
+    if eval_too:
+        for loader in filter(None, evals):  # validation (or None), test
+            shapes |= {(size, False): loader for size in loader.batch_sizes()}
+    return [(loader.example_batch(size, generator), training)
+            for (size, training), loader in shapes.items()]
+
+
+def compile_model(model: nn.Module, mode: str, loaders, amp_dtype, device, eval_too: bool,
+                  tta: str = "none") -> tuple[nn.Module, float]:
     """(model compiled with ``mode``, seconds spent compiling), or (model, 0.0) when off.
 
-    Compiling happens here, on random batches of the training (and evaluation) shape, so that
-    its time is measured apart from training; the model's weights and BatchNorm statistics are
-    restored afterwards, so the warm-up changes nothing.
+    Compiling happens here, on random batches of every shape and layout the loaders yield
+    (``warmup_batches``; evaluated through ``tta``'s views, which have layouts of their own), so
+    that its time is measured apart from training and no input recompiles later. Shapes stay
+    dynamic=None (torch's default): a partial eval batch turns the batch size dynamic for
+    evaluation during this warm-up, not in training. The model's weights and BatchNorm
+    statistics are restored afterwards, so the warm-up changes nothing.
     """
     if mode == "off":
         return model, 0.0
     compiled = torch.compile(model, mode=None if mode == "default" else mode)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    memory_format = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
     gen = torch.Generator(device).manual_seed(0)  # leaves the global RNG alone
     start = time.perf_counter()
-    batches = [(batch_size, True)] + ([(max(batch_size, 500), False)] if eval_too else [])
-    for size, training in batches:
-        x = torch.randn(size, 3, 32, 32, device=device, generator=gen)
-        if memory_format:
-            x = x.contiguous(memory_format=torch.channels_last)
+    for x, training in warmup_batches(loaders, eval_too, gen):
         compiled.train(training)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
                 torch.set_grad_enabled(training):
-            out = compiled(x)
+            out = compiled(x) if training else tta_logits(compiled, x, tta)
         if training:
             out.float().square().mean().backward()
     synchronize(device)
@@ -350,9 +378,8 @@ def build_parts(recipe: Recipe, speed: dict, loaders, device, world=None,
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[speed["amp"]]
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay else None
     net = world.wrap(model) if world is not None else model  # DDP: gradients averaged
-    rank_batch = recipe.batch_size // (world.size if world is not None else 1)
-    step_model, compile_seconds = compile_model(net, speed["compile"], rank_batch,
-                                                amp_dtype, device, eval_too=ema is None)
+    step_model, compile_seconds = compile_model(net, speed["compile"], loaders, amp_dtype,
+                                                device, eval_too=ema is None, tta=recipe.tta)
     parts = Parts(recipe, model, step_model, ema.module if ema is not None else step_model,
                   optimizer, scheduler, lr_schedule,
                   torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16"), ema,
@@ -365,9 +392,10 @@ def run(recipe: Recipe, config: dict, out: Path, device: torch.device, args, sta
     """The run: build everything, then train epoch by epoch, checkpointing each one."""
     say = (lambda *a: None) if args.quiet else print
     torch.manual_seed(config["seed"])
-    loaders, sample = build_data(config, args, device, recipe.batch_size,
-                                 shard=world.shard if world is not None else (0, 1))
     speed = resolve_switches(config["switches"], device)
+    loaders, sample = build_data(config, args, device, recipe.batch_size,
+                                 shard=world.shard if world is not None else (0, 1),
+                                 channels_last=speed["channels_last"])
     if speed["bn_relu"] == "triton" and device.type != "cuda":
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")

@@ -4,6 +4,8 @@
 # (the optional "dali" augmentation backend; its CUDA 12 wheel also runs CPU-only).
 #   ./scripts/setup.sh                      # torch 2.14.1 (CUDA 13 build; runs on the CPU too)
 #   FASTCIFAR_TORCH="torch==2.9.1 torchvision==0.24.1" ./scripts/setup.sh   # another build
+#   FASTCIFAR_TORCH="torch==2.9.1 torchvision==0.24.1 --index-url https://download.pytorch.org/whl/cu126" \
+#     FASTCIFAR_DALI_EXTRA=dali ./scripts/setup.sh   # a CUDA 12.6 build, for older drivers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -17,3 +19,6 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
 fi
 .venv/bin/python -m pip install -q -e ".[dev,compare,${FASTCIFAR_DALI_EXTRA:-dali}]"  # dali-cu13 for CUDA 13
 .venv/bin/python -c "import torch, fastcifar; print(f'fastcifar {fastcifar.__version__} ready: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"
+# a GPU that nvidia-smi lists but torch cannot use: usually a driver older than the CUDA build;
+# the note says how to pick another build (FASTCIFAR_TORCH with a cu12x index)
+.venv/bin/python -c "from fastcifar.env import gpu_hint; h = gpu_hint(); h and print(h)" >&2

@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -255,6 +256,19 @@ def test_batches_shapes_dtypes_and_length():
     assert len(ev) == 7 and [len(y) for _, y in ev][-1] == 2 and next(iter(ev))[0].is_contiguous()
 
 
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("shard", [(0, 1), (1, 3)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_example_batches_are_laid_out_as_the_real_ones(train, shard, channels_last):
+    # what a compile warm-up runs on (fastcifar.train.compile_model): every real batch's shape,
+    # dtype and strides, the partial last one included, and nothing else
+    ld, _, _ = loader(n=50, bs=12, train=train, shard=shard, channels_last=channels_last,
+                      dtype=torch.bfloat16)
+    real = {(x.shape, x.dtype, x.stride()) for x, _ in ld}
+    examples = {(x.shape, x.dtype, x.stride()) for x in map(ld.example_batch, ld.batch_sizes())}
+    assert examples == real and len(real) == (1 if train else 2)
+
+
 def test_eval_only_normalises_in_order():
     ld, images, labels = loader(n=20, bs=8, train=False)
     x = torch.cat([x for x, _ in ld])
@@ -346,6 +360,95 @@ def test_translation_range_shows_in_pixels():
     assert len(ys) == 400
     assert torch.equal(xs - 16, p.shift[:, 0].long()) and torch.equal(ys - 16, p.shift[:, 1].long())
     assert math.isclose((xs - 16).abs().max().item(), 6)
+
+
+# ---------------------------------------------------------------- no host round trips
+
+
+class HostTraffic(TorchDispatchMode):
+    """Records every op that, on a GPU, copies Python/NumPy data to the device (lift_fresh: the
+    op torch.tensor, as_tensor, asarray, from_numpy, new_tensor and ``t[i] = 3.0`` all run) or
+    reads device data back to the host (item, bool, int, float; nonzero and boolean indexing,
+    whose output shape depends on data). On the CPU none of them syncs, so the test counts them
+    instead; tolist and numpy bypass the dispatcher and are patched."""
+
+    READS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.unique",
+             "aten._unique2", "aten.repeat_interleave"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen, self._patches = [], pytest.MonkeyPatch()
+
+    def __enter__(self):
+        for name in ("tolist", "numpy"):
+            self._patches.setattr(torch.Tensor, name, self._counted(name))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._patches.undo()
+        return super().__exit__(*exc)
+
+    def _counted(self, name):
+        original = getattr(torch.Tensor, name)
+
+        def read(tensor, *args, **kwargs):
+            self.seen.append(f"Tensor.{name}")
+            return original(tensor, *args, **kwargs)
+        return read
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket._qualified_op_name.replace("::", ".")
+        masks = func.overloadpacket is torch.ops.aten.index and any(
+            i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1])
+        if name == "aten.lift_fresh" or name in self.READS or masks:
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_batches_build_no_tensor_from_host_data(preset, train):
+    # the per-batch path (and the epoch's start) must not build tensors from Python data or
+    # read device values back: on a GPU each one is a blocking copy that stalls the step. The
+    # loader's constants come from its constructor, outside the check. Two ranks: the shard path.
+    ld, _, _ = loader(n=40, bs=8, preset=preset, train=train, shard=(1, 2))
+    for _ in range(2):  # epochs 0 and 1 (alternating flip's odd epoch)
+        with HostTraffic() as traffic:
+            batches = list(ld)
+        assert len(batches) == len(ld) and traffic.seen == []
+
+
+def test_host_traffic_check_sees_what_it_must():
+    # the check itself: each kind of host round trip it claims to catch is caught
+    cases = [lambda: torch.tensor([1.0, 2.0]), lambda: torch.as_tensor([1.0]),
+             lambda: torch.ones(3).new_tensor([1.0]), lambda: torch.ones(2).__setitem__(0, 3.0),
+             lambda: torch.ones(()).item(), lambda: bool(torch.ones(())),
+             lambda: torch.ones(2).tolist(), lambda: torch.ones(3)[torch.ones(3) > 0],
+             lambda: torch.ones(3).nonzero()]
+    for case in cases:
+        with HostTraffic() as traffic:
+            case()
+        assert traffic.seen, case
+    with HostTraffic() as traffic:  # scalars are kernel arguments: fine
+        torch.where(torch.ones(2) > 0, torch.ones(2) * 2.0, 1.0).clamp_(0.0, 1.5)
+    assert traffic.seen == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_cuda_epoch_never_syncs(preset, train):
+    # what HostTraffic approximates, measured: any synchronising CUDA call in an epoch raises
+    ld, _, _ = loader(n=200, bs=32, preset=preset, train=train, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            batches = list(ld)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(batches) == len(ld) and batches[0][0].is_cuda
 
 
 @pytest.mark.gpu

@@ -1,10 +1,12 @@
 """The Table-1 networks: exact parameter counts, shapes, channels_last, the BN+ReLU seam."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from fastcifar.models import BatchNormReLU2d, create_model, list_models, parse_model_options
+from fastcifar.models import BatchNormReLU2d, create_model, layers, list_models, parse_model_options
 
 # ../shared/spec/ARCHITECTURES.md
 PARAMS = {
@@ -86,3 +88,28 @@ def test_model_options_parse_and_unknown_ones_are_named():
         parse_model_options("whiten")
     with pytest.raises(ValueError, match=r"takes no option \['depth'\]; its options: num_classes"):
         create_model("cnn", depth=3)
+
+
+@pytest.mark.parametrize("capability, want", [((9, 0), "triton"), ((8, 0), "triton"),
+                                              ((8, 6), "triton"), ((7, 5), "eager"),
+                                              ((7, 0), "eager")])
+def test_auto_bn_relu_picks_triton_only_where_it_is_tested(monkeypatch, capability, want):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(layers, "_triton_usable", lambda: True)
+    choice, reason = layers.auto_bn_relu()
+    assert choice == want and f"{capability[0]}.{capability[1]}" in reason
+
+
+def test_auto_bn_relu_on_an_old_gpu_is_eager_and_says_why_once(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(layers, "_triton_usable", lambda: True)
+    layers._note_once.cache_clear()
+    with pytest.warns(UserWarning, match="eager BatchNorm.*7.5.*8.0 and later"):
+        assert layers.resolve_bn_relu("auto") is layers.EAGER
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second model on the same GPU: no second note
+        assert layers.resolve_bn_relu("auto") is layers.EAGER
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert layers.auto_bn_relu() == ("eager", "no CUDA device")

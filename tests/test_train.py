@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import REPO
 from fastcifar import evaluate as evaluate_cli
@@ -234,3 +235,66 @@ def test_fast_recipe_is_the_resnet_final_default_and_runs(data_dir, tmp_path):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"] == "fast" and summary["parameters"] == 5_159_146
+
+
+def layout(x):
+    return tuple(x.shape), x.dtype, x.stride()
+
+
+@pytest.mark.parametrize("channels_last", ["on", "off"])
+def test_compile_warmup_sees_every_input_layout_training_will(data_dir, tmp_path, monkeypatch,
+                                                             channels_last):
+    # torch.compile stood in for by a recorder (a real compile costs ~25 s here): every input
+    # the step and eval model meet after the warm-up (training batches, partial eval batches,
+    # TTA views) must have been met during it, else epoch 1 recompiles; and the batches follow
+    # --channels-last both ways
+    seen, warmup = [], []
+
+    class Recorder(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            seen.append((self.model.training, *layout(x)))
+            return self.model(x)
+
+    def compile_model(*args, **kwargs):
+        out = compile_warmup(*args, **kwargs)
+        warmup.extend(seen)
+        seen.clear()
+        return out
+
+    compile_warmup = train.compile_model
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: Recorder(model))
+    monkeypatch.setattr(train, "compile_model", compile_model)
+    out = tmp_path / channels_last
+    assert train.main(flags(data_dir, out, "--model", "cnn", "--epochs", "1", "--batch-size",
+                            "32", "--train-subset", "100", "--test-subset", "60", "--val-split",
+                            "30", "--tta", "flip_translate", "--compile", "default",
+                            "--channels-last", channels_last, "--no-figures")) == 0
+    assert warmup and seen and set(seen) <= set(warmup)
+    first_step = next(s for s in seen if s[0])
+    assert first_step == warmup[0] and first_step[1] == (32, 3, 32, 32)
+    sizes = {s[1][0] for s in seen if not s[0]}
+    assert sizes == {60, 30}  # the eval batch size is 500: each split is one partial batch
+    train_batches = [s for s in seen if s[0]]
+    x = torch.empty(first_step[1]).as_strided(first_step[1], first_step[3])
+    assert x.is_contiguous(memory_format=torch.channels_last) == (channels_last == "on")
+    assert x.is_contiguous() == (channels_last == "off") and len(train_batches) == 3
+
+
+@pytest.mark.parametrize("native_bf16, want", [(True, "bf16"), (False, "fp16")])
+def test_auto_amp_is_bf16_only_where_the_gpu_has_it(monkeypatch, native_bf16, want):
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return native_bf16 or including_emulation  # as torch: emulated bf16 counts by default
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    auto = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
+    assert train.resolve_switches(auto, torch.device("cuda"))["amp"] == want
+    assert asked == [False]  # emulated bf16 (T4, V100) is slow: it must not count
+    assert train.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
+    assert train.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"

@@ -235,6 +235,7 @@ class DaliLoader(_Batches):
         self.labels = labels.to(self.device)
         self.spec = spec if train else spec.eval_spec()
         self.augment = DaliAugmenter(self.spec, batch_size, device=self.device)
+        self._draw_first_flips(self.spec)  # on the CPU, with the sample indices
         self.dtype = dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 

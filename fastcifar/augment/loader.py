@@ -12,7 +12,7 @@ import torch
 
 from .params import AugmentParams, sample_params
 from .spec import AugmentSpec
-from .torch_ops import apply_params, normalize, to_float_nchw
+from .torch_ops import apply_params, normalization, normalize, to_float_nchw
 
 BACKENDS = ("torch", "dali")
 
@@ -53,7 +53,7 @@ class _Batches:
         self.n, self.batch_size, self.train, self.seed = n, batch_size, train, seed
         self.drop_last = train if drop_last is None else drop_last
         self.epoch = 0
-        self._first_flip = None  # alternating flip's coin per image, drawn when first needed
+        self._first_flip = None  # alternating flip's coin per image (_draw_first_flips)
         self.rank, self.world = shard
         if not 0 <= self.rank < self.world:
             raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
@@ -73,10 +73,37 @@ class _Batches:
         """Make the next iteration epoch ``epoch`` (its order and draws depend only on it)."""
         self.epoch = epoch
 
-    def _next_epoch(self) -> tuple[int, list[torch.Tensor]]:
+    def batch_sizes(self) -> list[int]:
+        """The distinct sizes of this rank's batches in an epoch, largest first: the shapes a
+        compiled model meets (a partial last batch is one more)."""
+        full, rest = divmod(self.n, self.batch_size)
+        sizes = ([self.batch_size] if full else []) + ([rest] if rest and not self.drop_last
+                                                        else [])
+        return sorted({size * (self.rank + 1) // self.world - size * self.rank // self.world
+                       for size in sizes}, reverse=True)
+
+    def example_batch(self, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random images of ``size`` laid out exactly as this loader's batches (device, dtype,
+        memory format): a compile warm-up on them leaves nothing to recompile in training."""
+        height, width = self.images.shape[1:3]
+        x = torch.randn(size, 3, height, width, device=self.device, generator=generator)
+        return x.to(self.dtype, memory_format=self.memory_format)
+
+    def _next_epoch(self, device=None) -> tuple[int, list[torch.Tensor]]:
+        """(epoch, its batches' sample indices on ``device``, default the CPU)."""
         epoch, self.epoch = self.epoch, self.epoch + 1
         order = epoch_order(self.n, self.seed, epoch) if self.train else torch.arange(self.n)
+        if device is not None and device.type == "cuda":
+            # one copy per epoch, from pinned memory so that it does not block the host
+            order = order.pin_memory().to(device, non_blocking=True)
         return epoch, list(order[: len(self) * self.batch_size].split(self.batch_size))
+
+    def _draw_first_flips(self, spec: AugmentSpec, device="cpu") -> None:
+        """Alternating flip's coin per image, drawn once (a pure function of the seed) and kept
+        on ``device``, where the batch indices live, so that no batch copies it."""
+        if self.train and spec.alternate_flip:
+            gen = torch.Generator().manual_seed(stream_seed(self.seed, 0, 2))
+            self._first_flip = (torch.rand(self.n, generator=gen) < 0.5).to(device)
 
     def _alternate_flips(self, spec: AugmentSpec, epoch: int, idx: torch.Tensor,
                          params: AugmentParams) -> AugmentParams:
@@ -84,9 +111,6 @@ class _Batches:
         is odd, first_flip being one fixed coin per image (a pure function of the seed)."""
         if not (self.train and spec.alternate_flip):
             return params
-        if self._first_flip is None:
-            gen = torch.Generator().manual_seed(stream_seed(self.seed, 0, 2))
-            self._first_flip = torch.rand(self.n, generator=gen) < 0.5
         flips = self._first_flip[idx] ^ bool(epoch % 2)
         params.flip = flips.to(params.flip.device)
         return params
@@ -115,18 +139,21 @@ class TorchLoader(_Batches):
         self.spec = spec if train else spec.eval_spec()
         self.dtype = dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # every tensor a batch needs that is not drawn per batch, built here once: the loop
+        # below never copies from the host (a CUDA epoch's only copy is its sample order)
+        self.mean, self.std = normalization(self.spec, self.device)
+        self._draw_first_flips(self.spec, self.device)
 
     def __iter__(self):
-        epoch, batches = self._next_epoch()
+        epoch, batches = self._next_epoch(self.device)
         gen = torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, epoch, 1))
         height, width = self.images.shape[1:3]
         for idx in batches:
             params = sample_params(self.spec, len(idx), height, width, gen)  # the global batch's
             params = self._alternate_flips(self.spec, epoch, idx, params)
             idx, params = self._shard(idx, params)
-            idx = idx.to(self.device, non_blocking=True)
             x = to_float_nchw(self.images[idx])
-            x = normalize(apply_params(x, params, self.spec), self.spec)
+            x = normalize(apply_params(x, params, self.spec), self.mean, self.std)
             yield x.to(self.dtype, memory_format=self.memory_format), self.labels[idx]
 
 

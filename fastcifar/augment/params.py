@@ -42,11 +42,16 @@ def identity_params(batch: int, height: int, width: int, device="cpu") -> Augmen
     def zeros(*shape):
         return torch.zeros(*shape, device=device)
 
+    # built by device-side fills, never from Python lists: torch.tensor([...], device="cuda")
+    # is a blocking host-to-device copy, and this runs once per batch
+    box = zeros(batch, 4)
+    box[:, 2].fill_(height)
+    box[:, 3].fill_(width)
+    factors = torch.ones(batch, 4, device=device)
+    factors[:, HUE].fill_(0.0)
     return AugmentParams(
         flip=torch.zeros(batch, dtype=torch.bool, device=device), angle=zeros(batch),
-        shift=zeros(batch, 2), crop=zeros(batch, 2),
-        box=torch.tensor([0.0, 0.0, height, width], device=device).repeat(batch, 1),
-        jitter_factors=torch.tensor([1.0, 1.0, 1.0, 0.0], device=device).repeat(batch, 1),
+        shift=zeros(batch, 2), crop=zeros(batch, 2), box=box, jitter_factors=factors,
         jitter_order=torch.arange(4, device=device).repeat(batch, 1))
 
 
@@ -64,8 +69,10 @@ def sample_params(spec: AugmentSpec, batch: int, height: int, width: int,
     if spec.degrees:
         p.angle = _uniform(gen, batch, -spec.degrees, spec.degrees)
     if any(spec.translate):
-        limit = torch.tensor([spec.translate[0] * width, spec.translate[1] * height], device=device)
-        p.shift = torch.round((torch.rand(batch, 2, generator=gen, device=device) * 2 - 1) * limit)
+        u = torch.rand(batch, 2, generator=gen, device=device) * 2 - 1
+        # scaled column by column by Python numbers (kernel arguments, not a copied tensor)
+        p.shift = torch.round(torch.stack([u[:, 0] * (spec.translate[0] * width),
+                                           u[:, 1] * (spec.translate[1] * height)], dim=1))
     if spec.crop_padding:
         # top and left uniform over the 2 * padding + 1 window positions of the padded image
         pad = spec.crop_padding

@@ -65,15 +65,16 @@ def warp(x: torch.Tensor, params: AugmentParams, spec: AugmentSpec) -> torch.Ten
         # The crop step reads the affine step's H x W output, not the whole plane: a composed
         # map must respect that frame. ``mid`` is where each output pixel sits in that frame.
         mid = base @ pre[:, :2].transpose(1, 2)  # (B, HW, 2)
-        half = torch.tensor([(width - 1) / 2, (height - 1) / 2], device=x.device)
+        half_w, half_h = (width - 1) / 2, (height - 1) / 2  # the frame's last pixel centre
         if spec.resized_crop_scale is None:  # pad-crop: outside the frame is the zero padding
-            outside = (mid.abs() > half + 0.25).any(dim=-1, keepdim=True)
+            outside = ((mid[..., 0:1].abs() > half_w + 0.25)
+                       | (mid[..., 1:2].abs() > half_h + 0.25))
         else:
             # torchvision crops, then resizes with edge clamping: clamp to the box's pixel
             # centres, so the resize never reads outside its box
             top, left, h, w = params.box[:, None, :].unbind(2)
-            lo = torch.stack([left, top], dim=-1) - half
-            hi = torch.stack([left + w - 1, top + h - 1], dim=-1) - half
+            lo = torch.stack([left - half_w, top - half_h], dim=-1)
+            hi = torch.stack([left + w - 1 - half_w, top + h - 1 - half_h], dim=-1)
             mid = torch.maximum(torch.minimum(mid, hi), lo)
         grid = torch.cat([mid, torch.ones_like(mid[..., :1])], -1) @ post[:, :2].transpose(1, 2)
         if spec.resized_crop_scale is None:
@@ -111,7 +112,7 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
                     torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
     h = (h + 6.0 * shift.view(-1, 1, 1, 1)).remainder(6.0)
     # HSV -> RGB: channel n in (5, 3, 1) is max - delta * clamp(min(k, 4 - k), 0, 1)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device).view(1, 3, 1, 1)  # (5, 3, 1), on device
     k = (n + h).remainder(6.0)
     return maxc - delta * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
@@ -128,10 +129,18 @@ def color_jitter(x: torch.Tensor, params: AugmentParams, spec: AugmentSpec) -> t
     return x
 
 
-def normalize(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
-    """(x - mean) / std per channel."""
-    mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+def normalization(spec: AugmentSpec, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``spec``'s (mean, std), each float (1, 3, 1, 1) on ``device``, for ``normalize``. Build
+    them once (a loader does, at construction): a tensor made from Python numbers on a GPU is a
+    blocking host-to-device copy."""
+    def channels(values):
+        return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+
+    return channels(spec.mean), channels(spec.std)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std per channel, with (mean, std) from ``normalization``."""
     return (x - mean) / std
 
 

@@ -1,0 +1,35 @@
+"""fastcifar.env: the note scripts/setup.sh prints when nvidia-smi sees a GPU torch cannot use."""
+
+import os
+import stat
+
+from fastcifar import env
+
+H200 = "NVIDIA H200, 570.124.06\n"
+
+
+def test_a_gpu_torch_cannot_use_gets_a_hint_naming_another_build():
+    hint = env.unusable_gpu_hint(H200, False, "2.14.1+cu130", "13.0")
+    assert "NVIDIA H200 (driver 570.124.06)" in hint and "CUDA 13.0" in hint
+    assert "older than" in hint and "https://download.pytorch.org/whl/cu126" in hint
+    assert "FASTCIFAR_TORCH=" in hint and "dali-cu13" in hint
+    cpu_build = env.unusable_gpu_hint(H200, False, "2.13.0+cpu", None)
+    assert "CPU-only build" in cpu_build and "FASTCIFAR_TORCH=" in cpu_build
+
+
+def test_no_hint_when_torch_uses_the_gpu_or_there_is_none():
+    assert env.unusable_gpu_hint(H200, True, "2.11.0+cu130", "13.0") is None
+    assert env.unusable_gpu_hint("", False, "2.14.1+cu130", "13.0") is None  # no nvidia-smi
+    assert env.unusable_gpu_hint("\n", False, "2.14.1+cu130", "13.0") is None
+
+
+def test_gpu_hint_reads_nvidia_smi(tmp_path, monkeypatch):
+    # a stand-in nvidia-smi on PATH, on a machine where torch sees no GPU (as here)
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\nprintf '{H200.strip()}\\n'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert "NVIDIA H200 (driver 570.124.06)" in env.gpu_hint()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert env.gpu_hint() is None  # a failing nvidia-smi lists no GPU

@@ -95,8 +95,10 @@ def train_epoch(
         images += len(y)
         if (step + 1) % check_every == 0:  # the only host-device syncs inside the epoch
             _check_finite(first_bad, epoch)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss_sum.item() / images:.3f}", img_s=f"{images / elapsed:.0f}")
+            if progress:  # a second read-back, for the bar alone
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(loss=f"{loss_sum.item() / images:.3f}",
+                                img_s=f"{images / elapsed:.0f}")
         bar.update(1)
     seconds = timer.stop()
     _check_finite(first_bad, epoch)

@@ -5,7 +5,8 @@
                          backend="torch", device="cuda", seed=0)
 """
 
-from .loader import BACKENDS, epoch_order, make_loader
+from .batches import epoch_order
+from .loader import BACKENDS, make_loader
 from .params import AugmentParams, identity_params, sample_params
 from .spec import PRESETS, AugmentSpec, get_preset
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .loader import _Batches, check_arrays, stream_seed
+from .batches import Batches, check_arrays, stream_seed
 from .params import CONTRAST, SATURATION, AugmentParams, jitter_plan, sample_params
 from .spec import AugmentSpec
 from .torch_ops import geometry_matrices
@@ -221,7 +221,7 @@ def _to_torch(out, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(tensor))
 
 
-class DaliLoader(_Batches):
+class DaliLoader(Batches):
     """make_loader's "dali" backend: same interface, order and parameter draws as TorchLoader."""
 
     def __init__(self, images, labels, spec: AugmentSpec, batch_size: int, *, train: bool,

@@ -4,7 +4,19 @@ import importlib.util
 import sys
 from pathlib import Path
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["FitResult", "RunOptions", "__version__", "fit"]
+
+
+def __getattr__(name: str):
+    """``fastcifar.fit`` and its types, imported on first use: ``import fastcifar`` (and every
+    ``python -m fastcifar.X``) stays free of torch until training is asked for."""
+    if name in ("fit", "FitResult", "RunOptions"):
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _map_source_tree_kernels() -> None:

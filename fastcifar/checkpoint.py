@@ -1,4 +1,5 @@
-"""Checkpoints written atomically (temp file, then rename) and read with weights_only=True."""
+"""Checkpoints written atomically (temp file, then rename) and read with weights_only=True, and
+the payloads of a run's best.pt and last.pt."""
 
 import os
 import pickle
@@ -43,3 +44,39 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is truncated or corrupt, or holds more than tensors and "
                               f"plain data ({reason}); use another checkpoint or start the run "
                               "again") from None
+
+
+# ---- what a run's checkpoints hold -----------------------------------------------------------
+
+FORMAT = 1  # bumped when a payload below changes shape; --resume refuses other formats
+
+
+def best_payload(config: dict, model_state: dict, epoch: int, metrics: dict) -> dict:
+    """best.pt: the evaluated weights (the EMA's, if any) of the best epoch so far."""
+    return {"format": FORMAT, "config": config, "model": model_state, "epoch": epoch,
+            "metrics": metrics}
+
+
+def last_payload(config: dict, train_state: dict, epoch: int, history: list, best: dict,
+                 device: torch.device) -> dict:
+    """last.pt: everything --resume needs to go on as if never stopped: the TrainState's
+    state_dict, the history, and both RNG states."""
+    return {"format": FORMAT, "epoch": epoch, "config": config, **train_state,
+            "history": history, "best": best, "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+
+
+def load_resume(run_dir: Path) -> dict:
+    """The last.pt of ``run_dir``; CheckpointError if missing, unreadable or another format."""
+    path = Path(run_dir) / "last.pt"
+    state = load_checkpoint(path)
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {state.get('format')}, this "
+                              f"fastcifar reads {FORMAT}")
+    return state
+
+
+def restore_rng(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["rng_torch"])
+    if device.type == "cuda" and state.get("rng_cuda"):
+        torch.cuda.set_rng_state_all(state["rng_cuda"])

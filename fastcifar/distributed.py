@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import engine
 from .models import layers
+from .recipes import ConfigError
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,15 @@ class World:
             dist.destroy_process_group()
 
 
-def init_world(device_name: str, batch_size: int, parser, sync_bn: bool = False) -> World:
+def init_world(device_name: str, batch_size: int, sync_bn: bool = False) -> World:
     """Join the process group torchrun set up: NCCL with one GPU per rank (LOCAL_RANK picks it),
     gloo on the CPU. ``batch_size`` is the global batch; it must split evenly over the ranks,
-    else ``parser.error`` (before any process group exists)."""
+    else ConfigError (before any process group exists)."""
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     if batch_size % size:
-        parser.error(f"--batch-size {batch_size} is the global batch and must split evenly over "
-                     f"the {size} ranks; use a multiple of {size}")
+        raise ConfigError(f"--batch-size {batch_size} is the global batch and must split evenly "
+                          f"over the {size} ranks; use a multiple of {size}")
     cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     if cuda:
         if not torch.cuda.is_available():
@@ -237,6 +238,18 @@ SYNCHRONISED = {"cuda": (nn.SyncBatchNorm, SyncBatchNormReLU2d, SyncBatchNormAdd
                         AllReduceBatchNormAddReLU2d)}
 
 
+class SyncBatchNormError(ConfigError):
+    """A model holds a BatchNorm that --sync-bn has no synchronised counterpart for."""
+
+
+def check_sync_bn(model: nn.Module) -> None:
+    """Raise SyncBatchNormError if ``model`` (built on any device, the meta one included) could
+    not be converted: the run refuses before it loads data or starts a process group."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            _synchronised(module)
+
+
 def _synchronised(bn: nn.Module) -> nn.Module | None:
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or isinstance(
             bn, (nn.SyncBatchNorm, AllReduceBatchNorm2d)):
@@ -248,11 +261,13 @@ def _synchronised(bn: nn.Module) -> nn.Module | None:
         cls = add_relu
     elif isinstance(bn, layers.BatchNormReLU2d):
         cls = relu
-    elif type(bn) is nn.BatchNorm2d:
+    elif isinstance(bn, nn.BatchNorm2d) and type(bn).forward is nn.BatchNorm2d.forward:
+        # BatchNorm2d itself, or a subclass that only sets it up (the speedrun's frozen-scale
+        # BatchNorm: its frozen weight is shared below, requires_grad and all)
         cls = plain
     else:
-        raise TypeError(f"--sync-bn cannot convert {type(bn).__name__}; add it to "
-                        "fastcifar.distributed._synchronised")
+        raise SyncBatchNormError(f"--sync-bn cannot convert {type(bn).__name__}, whose forward "
+                                 "is its own; add it to fastcifar.distributed._synchronised")
     synced = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     # the same Parameter and buffer objects: state_dict keys and optimizer references unchanged
     synced.weight, synced.bias = bn.weight, bn.bias

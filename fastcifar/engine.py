@@ -1,19 +1,43 @@
-"""The training and evaluation loops: no argparse, no files, no printing (a tqdm bar aside).
+"""How a model is trained, top to bottom: no argparse, no files, no printing (a tqdm bar aside).
 
-Loss and accuracy are summed on the device and read back only every ``check_every`` steps and at
-the end of the epoch, so a CUDA step never waits for the host.
+    state = TrainState.build(recipe, speed, make_loaders(splits, recipe, ...), device)
+    for epoch in range(recipe.epochs):
+        record = run_epoch(state, epoch, history)   # train one epoch, evaluate, step the plateau
+
+The path of one batch: the loader (fastcifar.augment) yields (x, y) already augmented on the
+device -> ``train_epoch``: forward under autocast, cross entropy, backward through the GradScaler,
+optimizer step, the per-step one-cycle schedule, the EMA -> after the epoch ``run_epoch``
+evaluates and steps the per-epoch plateau schedule. Loss and accuracy are summed on the device
+and read back only every ``check_every`` steps and at the end of the epoch, so a CUDA step never
+waits for the host; a non-finite loss stops the run at the next read-back (NonFiniteLoss).
 """
 
+import math
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .augment import get_preset, make_loader
+from .ema import ModelEMA
 from .metrics import confusion_matrix
+from .models import create_model, parse_model_options
+from .recipes import TTA_MODES, Recipe
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+FIT_SAMPLE = 5000  # training images a data-initialised layer is fitted to
+
+__all__ = ["TTA_MODES", "DeviceTimer", "NonFiniteLoss", "TrainState", "compile_model", "evaluate",
+           "make_loaders", "make_optimizer", "make_schedules", "resolve_switches", "run_epoch",
+           "synchronize", "train_epoch", "tta_logits"]
+
+
+# ---- the device and its speed switches -------------------------------------------------------
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; ``epoch`` and ``step`` say where (both from 0)."""
@@ -51,6 +75,198 @@ class DeviceTimer:
         end.synchronize()
         return self.begin.elapsed_time(end) / 1e3
 
+
+def auto_amp(device: torch.device) -> str:
+    """bf16 on GPUs with native bf16 (compute capability >= 8.0: Ampere, Hopper), fp16 with the
+    GradScaler on older ones (T4, V100, where bf16 is emulated and slow), off on the CPU."""
+    if device.type != "cuda":
+        return "off"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch, whose answer never counted emulation
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
+
+
+def resolve_switches(switches: dict, device: torch.device) -> dict:
+    """The speed switches with "auto" decided for ``device`` (on with CUDA, off on the CPU)."""
+    cuda = device.type == "cuda"
+    return {
+        "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
+        "channels_last": {"on": True, "off": False, "auto": cuda}[switches["channels_last"]],
+        "compile": switches["compile"] if switches["compile"] != "auto" else (
+            "default" if cuda else "off"),
+        "bn_relu": switches["bn_relu"],
+    }
+
+
+# ---- what a run trains with ------------------------------------------------------------------
+
+def make_loaders(splits, recipe: Recipe, device: torch.device, *, seed: int, backend: str,
+                 channels_last: bool, shard=(0, 1)):
+    """((train, validation or None, test) loaders, fit sample) for ``splits``
+    (fastcifar.data.splits.Splits). With ``shard`` (rank, world) each loader yields this rank's
+    part of every global batch; batches are channels_last iff ``channels_last``. The fit sample
+    is a function giving the loader of what a data-initialised model (the speedrun's whitening)
+    is fitted to: the first training images, normalised, not augmented, the same on every rank."""
+    spec = get_preset(recipe.augment)
+    common = dict(backend=backend, device=device, seed=seed, shard=shard,
+                  channels_last=channels_last)
+    eval_bs = max(recipe.batch_size, 500)
+    train = make_loader(*splits.train, spec, recipe.batch_size, train=True, **common)
+    evaluate_on = lambda x, y: make_loader(x, y, spec, eval_bs, train=False, **common)
+    train_x, train_y = splits.train
+    sample = lambda: make_loader(train_x[:FIT_SAMPLE], train_y[:FIT_SAMPLE], spec, eval_bs,
+                                 train=False, **(common | {"shard": (0, 1)}))
+    val = evaluate_on(*splits.val) if splits.val is not None else None
+    return (train, val, evaluate_on(*splits.test)), sample
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """SGD; with ``no_decay_norm_bias``, BatchNorm parameters and biases (every parameter of
+    fewer than 2 dimensions) get no weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones (e.g. whitening)
+    groups = [{"params": params}]
+    if recipe.no_decay_norm_bias:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0,
+                   "lr": recipe.lr * recipe.norm_bias_lr_scale}]
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+
+
+def make_schedules(optimizer, recipe: Recipe, steps_per_epoch: int):
+    """(per-epoch plateau scheduler or None, per-step one-cycle schedule or None)."""
+    if recipe.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=recipe.plateau_factor,
+            patience=recipe.plateau_patience, min_lr=recipe.plateau_min_lr), None
+    if recipe.scheduler == "onecycle":
+        total = recipe.epochs * steps_per_epoch
+        warm = max(1, round(recipe.warmup_fraction * total))
+
+        def one_cycle(step: int) -> float:  # lr/10 -> lr linearly, then linearly to 0
+            if step < warm:
+                return 0.1 + 0.9 * step / warm
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        return None, torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
+    return None, None
+
+
+def warmup_batches(loaders, eval_too: bool, generator=None) -> list[tuple[torch.Tensor, bool]]:
+    """(x, training) pairs covering every input shape the loaders will yield, laid out as
+    theirs (device, dtype, memory format): the training batch, and with ``eval_too`` each
+    evaluation loader's full and last partial batch."""
+    train, *evals = loaders
+    shapes = {(size, True): train for size in train.batch_sizes()}  # (size, training): loader
+    if eval_too:
+        for loader in filter(None, evals):  # validation (or None), test
+            shapes |= {(size, False): loader for size in loader.batch_sizes()}
+    return [(loader.example_batch(size, generator), training)
+            for (size, training), loader in shapes.items()]
+
+
+def compile_model(model: nn.Module, mode: str, loaders, amp_dtype, device, eval_too: bool,
+                  tta: str = "none") -> tuple[nn.Module, float]:
+    """(model compiled with ``mode``, seconds spent compiling), or (model, 0.0) when off.
+
+    Compiling happens here, on random batches of every shape and layout the loaders yield
+    (``warmup_batches``; evaluated through ``tta``'s views, which have layouts of their own), so
+    that its time is measured apart from training and no input recompiles later. Shapes stay
+    dynamic=None (torch's default): a partial eval batch turns the batch size dynamic for
+    evaluation during this warm-up, not in training. The model's weights and BatchNorm
+    statistics are restored afterwards, so the warm-up changes nothing.
+    """
+    if mode == "off":
+        return model, 0.0
+    compiled = torch.compile(model, mode=None if mode == "default" else mode)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator(device).manual_seed(0)  # leaves the global RNG alone
+    start = time.perf_counter()
+    for x, training in warmup_batches(loaders, eval_too, gen):
+        compiled.train(training)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
+                torch.set_grad_enabled(training):
+            out = compiled(x) if training else tta_logits(compiled, x, tta)
+        if training:
+            out.float().square().mean().backward()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    model.load_state_dict(saved)
+    model.zero_grad(set_to_none=True)
+    return compiled, seconds
+
+
+@dataclass
+class TrainState:
+    """Everything one run trains with, built from a Recipe by ``TrainState.build``."""
+
+    recipe: Recipe
+    model: nn.Module  # the module itself: its state_dict is what checkpoints hold
+    step_model: nn.Module  # the same, torch.compile'd when compile is on
+    eval_model: nn.Module  # the EMA copy when the recipe has one, else step_model
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # ReduceLROnPlateau, stepped per epoch, or None
+    lr_schedule: object  # a per-step LambdaLR (one-cycle), or None
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    amp_dtype: torch.dtype | None
+    loaders: tuple  # (train, validation or None, test)
+    world: object = None  # fastcifar.distributed.World under torchrun, else None
+    compile_seconds: float = 0.0  # spent compiling before training (not training time)
+
+    def state_dict(self) -> dict:
+        """What last.pt holds besides the run's bookkeeping."""
+        stateful = {"scheduler": self.scheduler, "lr_schedule": self.lr_schedule,
+                    "scaler": self.scaler, "ema": self.ema}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                **{k: v.state_dict() if v is not None else None for k, v in stateful.items()}}
+
+    def eval_source(self) -> nn.Module:
+        """The uncompiled module whose weights are evaluated (the EMA copy, if any)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name in ("scheduler", "lr_schedule", "scaler", "ema"):
+            if getattr(self, name) is not None and state.get(name) is not None:
+                getattr(self, name).load_state_dict(state[name])
+
+
+
+    @classmethod
+    def build(cls, recipe: Recipe, speed: dict, loaders, device: torch.device, world=None,
+              sample=None) -> "TrainState":
+        """The model (fitted to ``sample()`` if it initialises from data), its optimizer,
+        schedules, GradScaler and EMA, DDP-wrapped under ``world`` and compiled per ``speed``
+        (resolve_switches' output)."""
+        model = create_model(recipe.model, bn_relu=speed["bn_relu"],
+                             **parse_model_options(recipe.model_options)).to(device)
+        if hasattr(model, "fit_to_data") and sample is not None:  # data-dependent init
+            model.fit_to_data(torch.cat([x.float() for x, _ in sample()]))
+        if speed["channels_last"]:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, recipe)
+        scheduler, lr_schedule = make_schedules(optimizer, recipe, len(loaders[0]))
+        amp_dtype = AMP_DTYPES[speed["amp"]]
+        ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay else None
+        net = world.wrap(model) if world is not None else model  # DDP: gradients averaged
+        step_model, seconds = compile_model(net, speed["compile"], loaders, amp_dtype, device,
+                                            eval_too=ema is None, tta=recipe.tta)
+        scaler = torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16")
+        return cls(recipe, model, step_model, ema.module if ema is not None else step_model,
+                   optimizer, scheduler, lr_schedule, scaler, ema, amp_dtype, loaders, world,
+                   seconds)
+
+    def evaluate(self, loader) -> dict:
+        """``evaluate`` of the model under evaluation, summed over the ranks under torchrun."""
+        evaluate_ = evaluate if self.world is None else self.world.evaluate  # sharded
+        return evaluate_(self.eval_model, loader, tta=self.recipe.tta, amp_dtype=self.amp_dtype)
+
+
+# ---- one epoch --------------------------------------------------------------------------------
 
 def train_epoch(
     model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, *, epoch: int,
@@ -114,8 +330,41 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
         raise NonFiniteLoss(epoch, step)
 
 
-TTA_MODES = ("none", "flip", "flip_translate")
+def run_epoch(state: TrainState, epoch: int, history: list, check_every: int = 1,
+              progress: bool = False) -> dict:
+    """Train one epoch, evaluate, step the plateau schedule; the epoch's metrics record.
 
+    Raises NonFiniteLoss if a step's loss, or the monitored evaluation loss, is not finite."""
+    recipe = state.recipe
+    train_loader, val_loader, test_loader = state.loaders
+    train_loader.set_epoch(epoch)  # the epoch's order and augmentation depend on it alone
+    stats = train_epoch(state.step_model, train_loader, state.optimizer, epoch=epoch,
+                        label_smoothing=recipe.label_smoothing, check_every=check_every,
+                        progress=progress, amp_dtype=state.amp_dtype, scaler=state.scaler,
+                        lr_schedule=state.lr_schedule, ema=state.ema, ema_source=state.model)
+    if state.world is not None:  # each rank trained on its shard: sum over the ranks
+        stats = state.world.reduce_train_stats(stats)
+    eval_start = time.perf_counter()
+    record = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
+              "lr": state.optimizer.param_groups[0]["lr"], "train_seconds": stats["seconds"],
+              "images_per_s": stats["images"] / stats["seconds"]}
+    results = {"test": state.evaluate(test_loader)}
+    if val_loader is not None:
+        results["val"] = state.evaluate(val_loader)
+    for split, r in results.items():
+        record[f"{split}_loss"], record[f"{split}_acc"] = r["loss"], r["acc"]
+    record["train_seconds_total"] = (history[-1]["train_seconds_total"] if history else 0.0) \
+        + stats["seconds"]
+    record["eval_seconds"] = time.perf_counter() - eval_start
+    monitored = record["val_loss" if val_loader is not None else "test_loss"]
+    if not math.isfinite(monitored):  # the weights are broken even though no step saw it
+        raise NonFiniteLoss(epoch, len(train_loader) - 1)
+    if state.scheduler is not None:
+        state.scheduler.step(monitored)
+    return record
+
+
+# ---- evaluation -------------------------------------------------------------------------------
 
 def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
     """Logits averaged over test-time views of ``x`` (airbench's weighting for translate):

@@ -1,31 +1,9 @@
-"""Pure functions on labels and metric histories: splits, thresholds, confusion matrices."""
+"""Pure functions on predictions and metric histories: thresholds, confusion matrices."""
 
 import numpy as np
 import torch
 
 THRESHOLDS = (86.0, 88.0, 90.0, 92.0, 94.0)  # the report's benchmarks (%), plus 94
-
-
-def stratified_split(labels: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices): ``n_val`` held out, classes in proportion, seeded.
-
-    Each class gives round(n_val * its share) images (largest remainders fill the rest), so the
-    validation set has the class balance of the training set.
-    """
-    labels = np.asarray(labels)
-    if not 0 < n_val < len(labels):
-        raise ValueError(f"validation split must be between 1 and {len(labels) - 1}, not {n_val}")
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = n_val * counts / counts.sum()
-    take = np.floor(exact).astype(int)
-    take[np.argsort(exact - take)[::-1][: n_val - take.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    val = np.concatenate([
-        rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)
-    ])  # fmt: skip
-    val.sort()
-    train = np.setdiff1d(np.arange(len(labels)), val)
-    return train, val
 
 
 def threshold_table(history: list[dict], key: str = "test_acc",

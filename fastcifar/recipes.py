@@ -1,4 +1,4 @@
-"""Named training recipes: plain frozen configs, nothing else.
+"""Named training recipes: plain frozen configs that check their own values.
 
 The Table-1 rows follow ../shared/spec/SEED.md exactly: SGD(lr 0.01, momentum 0.9, weight decay
 1e-6), cross entropy, batch 100, 100 epochs; rows 2-6 add ReduceLROnPlateau(factor 0.1,
@@ -21,39 +21,101 @@ Their accuracy on resnet_final is not measured yet (no GPU has run them): see th
 """
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import torch
+
+from .augment import get_preset
+from .models import create_model, list_models, parse_model_options
+
+SCHEDULERS = ("none", "plateau", "onecycle")
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+class ConfigError(ValueError):
+    """A recipe or run option that cannot work, found before any data loads; the CLI turns it
+    into a usage error (exit 2)."""
+
+
+class RecipeError(ConfigError):
+    """A bad value of one Recipe field; ``field`` names it (the CLI shows it as --field)."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}{'' if reason.startswith(':') else ' '}{reason}")
+        self.field, self.reason = field, reason
+
+
+def knob(default, help: str, **metadata):
+    """A Recipe field with its --flag's help (and optionally ``choices``): the CLI builds every
+    override flag from these, so a new knob is one field plus its use."""
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
     model: str
-    description: str = ""
-    epochs: int = 100
-    batch_size: int = 100  # images per step
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-6  # PyTorch's coupled L2, on every parameter
-    label_smoothing: float = 0.0
-    scheduler: str = "none"  # "none" | "plateau" (per epoch) | "onecycle" (per step)
-    plateau_factor: float = 0.1
-    plateau_patience: int = 10  # epochs without improvement of the monitored loss
-    plateau_min_lr: float = 1e-6
-    warmup_fraction: float = 0.25  # onecycle: share of the steps spent rising from lr/10 to lr
-    no_decay_norm_bias: bool = False  # no weight decay on BatchNorm parameters and biases
-    norm_bias_lr_scale: float = 1.0  # with no_decay_norm_bias: their lr is lr x this
-    ema_decay: float = 0.0  # 0 = off; else evaluate an EMA of the weights, updated every 5 steps
-    tta: str = "none"  # test-time augmentation: "none" | "flip" | "flip_translate"
-    augment: str = "none"  # an augmentation preset (fastcifar.augment.PRESETS)
-    model_options: str = ""  # "key=value,..." for the model's constructor (ablations)
+    description: str = knob("", "one line on what the recipe is")
+    epochs: int = knob(100, "epochs the schedule spans")
+    batch_size: int = knob(100, "images per step (the global batch under torchrun)")
+    lr: float = knob(0.01, "learning rate (the one-cycle peak)")
+    momentum: float = knob(0.9, "SGD momentum")
+    nesterov: bool = knob(False, "Nesterov momentum (on/off)")
+    weight_decay: float = knob(1e-6, "PyTorch's coupled L2, on every parameter")
+    label_smoothing: float = knob(0.0, "cross-entropy label smoothing")
+    scheduler: str = knob("none", "lr schedule: plateau steps per epoch, onecycle per step",
+                          choices=SCHEDULERS)
+    plateau_factor: float = knob(0.1, "plateau: lr multiplier when the monitored loss stalls")
+    plateau_patience: int = knob(10, "plateau: epochs without improvement of the loss")
+    plateau_min_lr: float = knob(1e-6, "plateau: the lowest lr")
+    warmup_fraction: float = knob(0.25, "onecycle: share of the steps rising from lr/10 to lr")
+    no_decay_norm_bias: bool = knob(False, "no weight decay on BatchNorm and biases (on/off)")
+    norm_bias_lr_scale: float = knob(1.0, "with no_decay_norm_bias: their lr is lr x this")
+    ema_decay: float = knob(0.0, "0 = off; else evaluate an EMA of the weights (every 5 steps)")
+    tta: str = knob("none", "test-time augmentation", choices=TTA_MODES)
+    augment: str = knob("none", "augmentation preset (fastcifar.augment.PRESETS)")
+    model_options: str = knob("", "key=value,... for the model's constructor (ablations)")
+
+    def __post_init__(self):
+        """Every value checked here, so a Recipe built in Python is as safe as one from the CLI."""
+        def need(ok: bool, name: str, reason: str):
+            if not ok:
+                raise RecipeError(name, f"{reason}, not {getattr(self, name)!r}")
+
+        for name in ("epochs", "batch_size"):
+            need(getattr(self, name) >= 1, name, "must be at least 1")
+        need(self.lr > 0, "lr", "must be positive")
+        need(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        need(self.momentum > 0 or not self.nesterov, "momentum",
+             "must be positive with nesterov (Nesterov momentum needs momentum)")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
+        need(0.0 < self.plateau_factor < 1.0, "plateau_factor", "must be in (0, 1)")
+        need(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
+        need(self.plateau_min_lr >= 0, "plateau_min_lr", "must be >= 0")
+        need(0.0 <= self.warmup_fraction <= 1.0, "warmup_fraction", "must be in [0, 1]")
+        need(self.norm_bias_lr_scale > 0, "norm_bias_lr_scale", "must be positive")
+        need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
+        need(self.tta in TTA_MODES, "tta", f"must be one of {', '.join(TTA_MODES)}")
+        need(self.model in list_models(), "model", f"must be one of {', '.join(list_models())}")
+        try:
+            get_preset(self.augment)
+        except ValueError as err:
+            raise RecipeError("augment", f": {err}") from None
+        if self.model_options:  # built once on the meta device: a bad option fails here
+            try:
+                with torch.device("meta"):
+                    create_model(self.model, **parse_model_options(self.model_options))
+            except (ValueError, TypeError) as err:
+                raise RecipeError("model_options", f": {err}") from None
 
     def replace(self, **overrides) -> "Recipe":
         """A copy with ``overrides`` (None values ignored); unknown keys raise."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(overrides) - known
         if unknown:
-            raise ValueError(f"unknown recipe fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(f"unknown recipe fields {sorted(unknown)}; known: {sorted(known)}")
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 

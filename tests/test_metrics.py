@@ -5,12 +5,8 @@ import pytest
 import torch
 
 from fastcifar.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fastcifar.metrics import (
-    confusion_matrix,
-    per_class_accuracy,
-    stratified_split,
-    threshold_table,
-)
+from fastcifar.data.splits import stratified_split
+from fastcifar.metrics import confusion_matrix, per_class_accuracy, threshold_table
 from fastcifar.recipes import RECIPES, TABLE1, get_recipe
 
 

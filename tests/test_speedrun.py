@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fastcifar import train
+from fastcifar.checkpoint import load_checkpoint
 from fastcifar.data.synthetic import write_synthetic_cifar
 from fastcifar.models import create_model
 from fastcifar.models.speedrun import FrozenScaleBatchNorm2d
@@ -55,7 +56,7 @@ def test_recipe_runs_and_keeps_the_frozen_parts_frozen(tmp_path):
                        "--device", "cpu", "--no-figures"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"] == "speedrun" and summary["parameters"] == 1_972_768
-    state = train.load_checkpoint(out / "last.pt")["model"]
+    state = load_checkpoint(out / "last.pt")["model"]
     fitted = create_model("speedrun")
     assert not torch.equal(state["whiten.weight"], fitted.whiten.weight)  # fitted to the data
     assert torch.equal(state["groups.0.bn1.weight"], torch.ones(64))  # scale never trained
@@ -82,7 +83,7 @@ def test_model_options_reach_the_model_from_the_command_line(tmp_path):
                        "--out", str(out), "--quiet", "--device", "cpu", "--no-figures"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"]["model_options"] == "whiten=off"
-    state = train.load_checkpoint(out / "last.pt")
+    state = load_checkpoint(out / "last.pt")
     trained = sum(len(group["params"]) for group in state["optimizer"]["param_groups"])
     assert trained == 1 + 6 + 6 + 1  # the learned first conv, six convs, six BN shifts, the head
     assert state["config"]["recipe"]["model_options"] == "whiten=off"

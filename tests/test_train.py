@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from conftest import REPO
+from fastcifar import engine, train
 from fastcifar import evaluate as evaluate_cli
-from fastcifar import train
 from fastcifar.checkpoint import load_checkpoint
 from fastcifar.data.synthetic import write_synthetic_cifar
 from fastcifar.recipes import TABLE1
@@ -265,9 +265,9 @@ def test_compile_warmup_sees_every_input_layout_training_will(data_dir, tmp_path
         seen.clear()
         return out
 
-    compile_warmup = train.compile_model
+    compile_warmup = engine.compile_model
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: Recorder(model))
-    monkeypatch.setattr(train, "compile_model", compile_model)
+    monkeypatch.setattr(engine, "compile_model", compile_model)
     out = tmp_path / channels_last
     assert train.main(flags(data_dir, out, "--model", "cnn", "--epochs", "1", "--batch-size",
                             "32", "--train-subset", "100", "--test-subset", "60", "--val-split",
@@ -294,7 +294,7 @@ def test_auto_amp_is_bf16_only_where_the_gpu_has_it(monkeypatch, native_bf16, wa
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
     auto = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
-    assert train.resolve_switches(auto, torch.device("cuda"))["amp"] == want
+    assert engine.resolve_switches(auto, torch.device("cuda"))["amp"] == want
     assert asked == [False]  # emulated bf16 (T4, V100) is slow: it must not count
-    assert train.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
-    assert train.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"
+    assert engine.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
+    assert engine.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"

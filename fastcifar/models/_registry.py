@@ -63,11 +63,21 @@ def create_model(name: str, bn_relu: str = "eager", **opts) -> nn.Module:
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     entry = _MODELS[name]
-    takes = set(inspect.signature(entry).parameters) - {"norm"}
-    if set(opts) - takes:
-        raise ValueError(f"model {name!r} takes no option {sorted(set(opts) - takes)}; "
-                         f"its options: {', '.join(sorted(takes)) or 'none'}")
-    return entry(norm=resolve_bn_relu(bn_relu), **opts)
+    takes = set(inspect.signature(entry).parameters)
+    unknown = set(opts) - (takes - {"norm"})
+    if unknown:
+        raise ValueError(f"model {name!r} takes no option {sorted(unknown)}; "
+                         f"its options: {', '.join(sorted(takes - {'norm'})) or 'none'}")
+    if "norm" in takes:
+        return entry(norm=resolve_bn_relu(bn_relu), **opts)
+    # a model without a BatchNorm-then-ReLU seam: "auto" and "eager" mean its own layers, an
+    # explicit "triton" would be silently ignored, so it is refused
+    if bn_relu not in BN_RELU_CHOICES:
+        resolve_bn_relu(bn_relu)  # raises, naming the valid choices
+    if bn_relu == "triton":
+        raise ValueError(f"model {name!r} has no BatchNorm+ReLU for the Triton kernel to fuse; "
+                         "use bn_relu 'eager' or 'auto' (--bn-relu eager|auto)")
+    return entry(**opts)
 
 
 __all__ = ["BN_RELU_CHOICES", "BN_RELU_IMPLS", "create_model", "list_models",

@@ -1,0 +1,244 @@
+"""One training run, from Python or the CLI: ``fit(recipe, **overrides)``.
+
+    import fastcifar
+    result = fastcifar.fit("row1_cnn", epochs=2, out="runs/try", device="cpu")
+    result.summary["final"]["test_acc"], result.history[-1], result.paths["last.pt"]
+
+``fit`` loads the data, builds the TrainState (fastcifar.engine), trains epoch by epoch,
+checkpointing each one (best.pt, last.pt) and, on rank 0, writing the run folder through
+fastcifar.report. ``python -m fastcifar.train`` is a command line around it.
+"""
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ._version import __version__
+from .checkpoint import (
+    best_payload,
+    last_payload,
+    load_resume,
+    restore_rng,
+    save_checkpoint,
+)  # fmt: skip
+from .data import load_cifar10
+from .data.splits import make_splits
+from .engine import (
+    COMPILE_MODES,
+    NonFiniteLoss,
+    TrainState,
+    make_loaders,
+    resolve_switches,
+    run_epoch,
+)  # fmt: skip
+from .env import environment
+from .models import BN_RELU_CHOICES, create_model, parse_model_options
+from .recipes import ConfigError, Recipe, get_recipe
+from .report import Report, summarize
+
+SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
+                  "compile": ("auto", "off", *COMPILE_MODES), "bn_relu": BN_RELU_CHOICES,
+                  "loader": ("torch", "dali"), "device": ("auto", "cpu", "cuda")}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is made, beside its Recipe. With ``resume`` the fields marked (*) come from the
+    checkpoint instead; the others apply to the resumed process."""
+
+    out: str | Path | None = None  # run folder (default runs/<recipe>-<time>)
+    resume: str | Path | None = None  # continue the run in this folder
+    seed: int = 0  # (*)
+    val_split: int = 0  # (*) training images held out (stratified) for model selection
+    train_subset: int | None = None  # (*) first N training images only (quick checks)
+    test_subset: int | None = None  # (*) first N test images only
+    loader: str = "torch"  # (*) augmentation backend
+    amp: str = "auto"  # (*) the speed switches: auto = on with CUDA, off on the CPU
+    channels_last: str = "auto"  # (*)
+    compile: str = "auto"  # (*)
+    bn_relu: str = "auto"  # (*)
+    device: str = "auto"
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
+    check_every: int | None = None  # read the loss back every K steps (default 1 CPU, 50 CUDA)
+    stop_after: int | None = None  # stop after this epoch, as Ctrl-C would
+    data_dir: str | Path | None = None
+    download: bool = True
+    quiet: bool = False  # no progress bars, epoch lines or summary
+    figures: bool = True
+
+    def __post_init__(self):
+        for name, choices in SWITCH_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
+                                  f"not {getattr(self, name)!r}")
+        for name in ("val_split", "train_subset", "test_subset", "check_every", "stop_after"):
+            if (getattr(self, name) or 0) < 0:
+                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` did: ``status`` is "finished", "stopped" (stop_after), "interrupted"
+    (Ctrl-C) or "diverged" (a NaN or infinite loss; ``error`` says where)."""
+
+    status: str
+    out: Path
+    epochs_done: int  # the epoch last.pt holds
+    history: list[dict]  # metrics.jsonl, one record per epoch
+    config: dict  # config.json
+    summary: dict | None = None  # summary.json, when finished
+    paths: dict[str, Path] = field(default_factory=dict)  # the run folder's files (rank 0)
+    error: str | None = None
+
+
+def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
+    """Train ``recipe`` (a name in fastcifar.recipes.RECIPES, or a Recipe); ``kwargs`` are Recipe
+    fields to override (``epochs=2``) and RunOptions (``out=``, ``device=``, ``resume=``...).
+
+    Raises ConfigError (a bad value, before any data loads), DataError, CheckpointError."""
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    overrides = {k: v for k, v in kwargs.items() if k in recipe_fields and v is not None}
+    options = RunOptions(**{k: v for k, v in kwargs.items() if k not in recipe_fields})
+    state = None
+    if options.resume:
+        if recipe is not None or set(overrides) - {"epochs"}:
+            raise ConfigError("resume continues a run with its own settings; drop "
+                              f"{sorted(set(overrides) - {'epochs'}) or 'the recipe'}")
+        state = load_resume(Path(options.resume))
+        config = state["config"]
+        config["recipe"] |= overrides
+        recipe, out = Recipe(**config["recipe"]), Path(options.resume)
+    else:
+        if recipe is None:
+            raise ConfigError("say what to train: a recipe name or a Recipe")
+        recipe = (get_recipe(recipe) if isinstance(recipe, str) else recipe).replace(**overrides)
+        config = {"recipe": dataclasses.asdict(recipe), "val_split": options.val_split,
+                  "seed": options.seed, "loader": options.loader,
+                  "switches": {k: getattr(options, k) for k in
+                               ("amp", "channels_last", "compile", "bn_relu")},
+                  "train_subset": options.train_subset, "test_subset": options.test_subset}
+        out = Path(options.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (out / "last.pt").exists():
+            raise ConfigError(f"{out} already holds a run; --resume {out} to continue it, or "
+                              "pick another --out")
+    world = None
+    _check_model(recipe, config["switches"]["bn_relu"], options.sync_bn)
+    if started_by_torchrun():
+        from .distributed import init_world  # a plain run never loads it
+
+        world = init_world(options.device, recipe.batch_size, options.sync_bn)
+    try:
+        if world:  # rank 0 downloads and caches the data first, so no two ranks race on files
+            world.rank0_first(load_cifar10, options.data_dir, download=options.download,
+                              progress=not options.quiet)
+        return _train(recipe, config, out, options, state, world)
+    finally:
+        if world:
+            world.close()
+
+
+def started_by_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _check_model(recipe: Recipe, bn_relu: str, sync_bn: bool) -> None:
+    """Build the model on the meta device (no memory, no time): a model that refuses
+    ``bn_relu``, or holds a BatchNorm --sync-bn cannot convert, fails before any work."""
+    try:
+        with torch.device("meta"):
+            model = create_model(recipe.model, bn_relu=bn_relu,
+                                 **parse_model_options(recipe.model_options))
+    except ValueError as err:
+        raise ConfigError(f"--bn-relu {bn_relu}: {err}") from None
+    if sync_bn:
+        from .distributed import check_sync_bn
+
+        check_sync_bn(model)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but torch sees no CUDA device "
+                          f"(torch {torch.__version__}); use --device cpu or auto")
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto"
+                        else name)
+
+
+def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
+           world) -> FitResult:
+    """Build everything, then train epoch by epoch, checkpointing each one."""
+    main = world is None or world.is_main  # only rank 0 prints and writes
+    quiet = options.quiet or not main
+    report = Report(out, quiet) if main else None
+    say = report.say if report else (lambda *parts: None)
+    device = world.device if world else _device(options.device)
+    torch.manual_seed(config["seed"])
+    speed = resolve_switches(config["switches"], device)
+    data = load_cifar10(options.data_dir, download=options.download, progress=not quiet)
+    splits = make_splits(data, config["val_split"], config["seed"], config["train_subset"],
+                         config["test_subset"])
+    loaders, sample = make_loaders(splits, recipe, device, seed=config["seed"],
+                                   backend=config["loader"], channels_last=speed["channels_last"],
+                                   shard=world.shard if world else (0, 1))
+    if speed["bn_relu"] == "triton" and device.type != "cuda":
+        say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
+            "run their PyTorch reference")
+    train = TrainState.build(recipe, speed, loaders, device, world, sample)
+    history, best, start = [], {}, 0
+    if state is not None:
+        train.load_state_dict(state)
+        restore_rng(state, device)
+        history, best, start = state["history"], state["best"], state["epoch"]
+        say(f"resuming {out} after epoch {start}")
+    n_params = sum(p.numel() for p in train.model.parameters())
+    config = config | {"model_parameters": n_params, "device": str(device), "speed": speed,
+                       "compile_seconds": train.compile_seconds, "fastcifar": __version__,
+                       "environment": environment()}
+    if world is not None:
+        config = config | {"distributed": world.describe()}
+    if report:
+        report.config(config)
+    select = "val_acc" if loaders[1] is not None else "test_acc"
+    check_every = options.check_every or (50 if device.type == "cuda" else 1)
+    switches = ", ".join(f"{k}={v}" for k, v in speed.items())
+    say(f"{recipe.name}: {recipe.model} ({n_params:,} parameters) on {device} ({switches}), "
+        f"{len(loaders[0])} steps of {recipe.batch_size} per epoch -> {out}")
+    if train.compile_seconds:
+        say(f"compiled in {train.compile_seconds:.1f} s (not counted as training time)")
+
+    def result(status: str, **more) -> FitResult:
+        return FitResult(status, out, saved, history, config,
+                         paths=report.paths() if report else {}, **more)
+
+    saved = start  # the epoch last.pt holds
+    try:
+        for epoch in range(start, recipe.epochs):
+            record = run_epoch(train, epoch, history, check_every, progress=not quiet)
+            history.append(record)
+            if not best or record[select] > best[select]:
+                best = dict(record)
+                if main:
+                    save_checkpoint(best_payload(config, train.eval_source().state_dict(),
+                                                 epoch + 1, record), out / "best.pt")
+            if main:
+                save_checkpoint(last_payload(config, train.state_dict(), epoch + 1, history,
+                                             best, device), out / "last.pt")
+            saved = epoch + 1
+            if report:
+                report.epoch(history, recipe.epochs)
+            if options.stop_after and options.stop_after <= saved < recipe.epochs:
+                say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
+                return result("stopped")
+    except KeyboardInterrupt:
+        return result("interrupted")
+    except NonFiniteLoss as err:
+        return result("diverged", error=str(err))
+    final = train.evaluate(loaders[2])
+    summary = summarize(recipe, config, history, best, select, final)
+    if report:
+        report.finish(summary, final, history, options.figures)
+    return result("finished", summary=summary)

@@ -229,3 +229,58 @@ def test_sweep_grid_plans_every_combination_and_checks_keys(capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--seeds", "0", "--", "--model", "cnn", "--out", "x"])
     assert "drop ['--out']" in capsys.readouterr().err
+
+
+SYNC_EVERY_MODEL = '''
+import torch
+from torch import nn
+
+from fastcifar.distributed import init_world
+from fastcifar.models import create_model, list_models
+
+world = init_world("cpu", 4, sync_bn=True)
+for name in list_models():
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    net = world.wrap(model)
+    torch.manual_seed(1 + world.rank)  # each rank its own images
+    net(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(type(m).__name__.startswith("AllReduce") for m in norms), name
+    # statistics over both ranks' images: the running means agree although the images differ
+    mean = norms[0].running_mean.clone()
+    gathered = [torch.empty_like(mean) for _ in range(world.size)]
+    torch.distributed.all_gather(gathered, mean)
+    assert torch.equal(gathered[0], gathered[1]), name
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad), name
+    if world.is_main:  # one rank prints: two would interleave their lines
+        print(name, "synchronised", type(norms[0]).__name__, flush=True)
+world.close()
+'''
+
+
+def test_sync_bn_converts_every_registered_model(tmp_path):
+    script = tmp_path / "sync_every_model.py"
+    script.write_text(SYNC_EVERY_MODEL)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script)]
+    done = subprocess.run(cmd, env=rank_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from fastcifar.models import list_models
+
+    for name in list_models():
+        assert f"{name} synchronised" in done.stdout, done.stdout
+
+
+def test_sync_bn_trains_the_speedrun_model(data_dir, tmp_path):
+    # the speedrun's frozen-scale BatchNorm used to end in a TypeError under --sync-bn
+    out = tmp_path / "speedrun"
+    done = torchrun(["--data-dir", str(data_dir), "--model", "speedrun", "--epochs", "1",
+                     "--batch-size", "16", "--train-subset", "32", "--test-subset", "16",
+                     "--device", "cpu", "--no-figures", "--quiet", "--sync-bn",
+                     "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["distributed"]["sync_bn"] is True
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1 and not any(k.startswith("module.") for k in state["model"])

@@ -1,7 +1,7 @@
 """One run on many processes: ``torchrun --nproc_per_node N -m fastcifar.train ...``.
 
 torchrun starts one process (rank) per GPU, or per CPU slot, and sets RANK, WORLD_SIZE,
-LOCAL_RANK, MASTER_ADDR and MASTER_PORT; fastcifar.train sees them and calls ``init_world``. A
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT; ``fastcifar.fit`` sees them and calls ``init_world``. A
 plain ``python -m fastcifar.train`` never calls anything here and never starts a process group.
 
 What changes under torchrun, and why:

@@ -1,8 +1,12 @@
 """How a model is trained, top to bottom: no argparse, no files, no printing (a tqdm bar aside).
 
-    state = TrainState.build(recipe, speed, make_loaders(splits, recipe, ...), device)
+    speed = resolve_switches({"amp": "auto", ...}, device)      # the speed switches decided
+    loaders, sample = make_loaders(splits, recipe, device, ...)  # (train, val or None, test)
+    state = TrainState.build(recipe, speed, loaders, device, sample=sample)
     for epoch in range(recipe.epochs):
-        record = run_epoch(state, epoch, history)   # train one epoch, evaluate, step the plateau
+        history.append(run_epoch(state, epoch, history))  # train, evaluate, step the plateau
+
+fastcifar.run.fit does exactly this, with checkpoints and the run folder around it.
 
 The path of one batch: the loader (fastcifar.augment) yields (x, y) already augmented on the
 device -> ``train_epoch``: forward under autocast, cross entropy, backward through the GradScaler,
@@ -233,8 +237,6 @@ class TrainState:
         for name in ("scheduler", "lr_schedule", "scaler", "ema"):
             if getattr(self, name) is not None and state.get(name) is not None:
                 getattr(self, name).load_state_dict(state[name])
-
-
 
     @classmethod
     def build(cls, recipe: Recipe, speed: dict, loaders, device: torch.device, world=None,

@@ -38,7 +38,7 @@ def copy_bandwidth_gbs(do_bench) -> float:
 
 def setup(variant, provider, shape, dtype, channels_last):
     """A closure running one fwd+bwd, for one provider ("eager", "compile" or "triton")."""
-    from fastcifar.kernels.autograd import TRITON
+    from fastcifar.models.fused import TRITON
     from fastcifar.models.layers import EAGER
 
     norm = TRITON if provider == "triton" else EAGER

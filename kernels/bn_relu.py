@@ -15,8 +15,21 @@ Passes (each kernel reads a whole activation at most once):
     backward: reduce (mask; sum g, sum g*xhat; writes g = d residual) -> finalize -> dx
 The reductions split the rows of each channel over ``splits`` programs and combine partial
 (count, mean, M2) with Chan's parallel formula: one read, numerically like two-pass variance.
+
+Memory traffic (what bounds these kernels), in activation-sized tensors of n elements; the
+per-channel vectors and (splits, C) partials are negligible beside them:
+
+    pass       bn_relu                              bn_add_relu
+    forward    3n: read x (stats), read x, write y  4n: the same + read the residual
+    backward   5n: read dy, x (sums); read dy, x,   7n: read dy, x, y, write g = d residual (sums);
+               write dx                             read g, x, write dx
+
+Statistics need the whole batch before anything can be normalised, so x is read twice: 3n
+forward is the floor of a two-pass design. ``traffic_bytes`` turns this into bytes (the benchmark
+reports GB/s against it).
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -249,6 +262,25 @@ INTERPRETED = type(_apply_kernel).__name__ == "InterpretedFunction"
 _empty, _empty_like = torch.empty, torch.empty_like
 
 
+# activation-sized tensors read + written, per variant and pass (module docstring's table)
+TRAFFIC = {
+    "bn_relu": {"forward": 3, "backward": 5},
+    "bn_add_relu": {"forward": 4, "backward": 7},
+}
+
+
+def traffic_bytes(numel: int, itemsize: int, residual: bool = False,
+                  passes: tuple[str, ...] = ("forward", "backward")) -> int:
+    """Bytes that must move for ``passes`` over an activation of ``numel`` elements."""
+    per_pass = TRAFFIC["bn_add_relu" if residual else "bn_relu"]
+    return sum(per_pass[p] for p in passes) * numel * itemsize
+
+
+# The dtypes the kernels take (fp32 maths whatever the storage); the modules send others (fp64)
+# to the reference, as nn.BatchNorm2d would compute them.
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 @dataclass(frozen=True)
 class Tiles:
     """Tile sizes (powers of two) and how many programs split each channel's rows."""
@@ -294,18 +326,48 @@ def _same_layout(t: torch.Tensor, v: View3d) -> torch.Tensor:
     return t.contiguous(memory_format=fmt)
 
 
-def choose_tiles(v: View3d, max_tile: int | None = None, programs: int | None = None) -> Tiles:
+# "cuda": what a GPU runs (4096-element tiles, one channel a program for NCHW, ~8 programs an SM
+# in the reductions); "interpret": big tiles and few programs, because the interpreter pays per
+# program. Tests pass plan="cuda" to run the GPU's tiles on the CPU; conftest may change the
+# default.
+PLANS = ("cuda", "interpret")
+DEFAULT_PLAN = "interpret" if INTERPRETED else "cuda"
+# planning for a GPU from the CPU (a test forcing plan="cuda"): the H200 the project is lent
+DEFAULT_SM_COUNT = 132
+
+
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def sm_count_of(x: torch.Tensor) -> int | None:
+    """Streaming multiprocessors of x's GPU (None on the CPU)."""
+    if not x.is_cuda:
+        return None
+    return _sm_count(x.device.index if x.device.index is not None else
+                     torch.cuda.current_device())
+
+
+def choose_tiles(v: View3d, max_tile: int | None = None, programs: int | None = None,
+                 plan: str | None = None, sm_count: int | None = None) -> Tiles:
     """About ``max_tile`` elements a tile; reductions split rows to reach ~``programs`` programs.
 
-    The interpreter's cost grows with the number of programs, so it gets bigger tiles.
+    ``plan`` is "cuda" or "interpret" (default: how the kernels were imported). On "cuda" the
+    reductions aim at 8 programs per streaming multiprocessor (``sm_count``, default the H200's
+    132): 32-64 warps an SM in flight, so each has other work while its loads wait on memory.
     """
-    max_tile = max_tile or (1 << 16 if INTERPRETED else 4096)
-    programs = programs or (1 if INTERPRETED else 1024)
+    plan = plan or DEFAULT_PLAN
+    if plan not in PLANS:
+        raise ValueError(f"unknown tile plan {plan!r}; choose one of: {', '.join(PLANS)}")
+    gpu = plan == "cuda"
+    max_tile = max_tile or (4096 if gpu else 1 << 16)
+    programs = programs or (8 * (sm_count or DEFAULT_SM_COUNT) if gpu else 1)
     if v.K == 1:  # channels_last: channels are contiguous
         bc, bi = min(triton.next_power_of_2(v.C), 128), 1
     else:  # NCHW: H*W contiguous; on a GPU one channel a program, interpreted as few as can be
         bi = min(triton.next_power_of_2(v.K), max_tile)
-        bc = min(triton.next_power_of_2(v.C), max_tile // bi) if INTERPRETED else 1
+        bc = 1 if gpu else min(triton.next_power_of_2(v.C), max_tile // bi)
     bo = max(1, min(max_tile // (bc * bi), triton.next_power_of_2(v.R)))
     c_blocks = triton.cdiv(v.C, bc)
     splits = max(1, min(triton.cdiv(programs, c_blocks), triton.cdiv(v.R, bo)))
@@ -318,6 +380,12 @@ def _rows_per_split(v: View3d, t: Tiles) -> tuple[int, int]:
     return rows, triton.cdiv(v.R, rows)
 
 
+# The (splits, C) partials are merged BS splits x BC channels at a time. Fixed sizes, not sized to
+# the split count: every shape then shares one compiled finalize kernel (a GPU compiles each
+# distinct constexpr anew), and past 64 splits the merge loop runs more than once.
+_PART_BS, _PART_BC = 64, 64
+
+
 def _check(x: torch.Tensor, *vectors: torch.Tensor) -> View3d:
     v = view3d(x)
     if not (x.is_cuda or INTERPRETED):
@@ -327,7 +395,7 @@ def _check(x: torch.Tensor, *vectors: torch.Tensor) -> View3d:
         if t is not None and (t.shape != (v.C,) or t.device != x.device):
             raise ValueError(f"expected per-channel tensors of shape ({v.C},) on {x.device}, "
                              f"got {tuple(t.shape)} on {t.device}")
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    if x.dtype not in DTYPES:
         raise ValueError(f"unsupported dtype {x.dtype}: use float32, float16 or bfloat16")
     return v
 
@@ -347,7 +415,7 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     v = _check(x, weight, bias, running_mean, running_var)
     if v.count < 2:
         raise ValueError(f"expected more than 1 value per channel when training, got {v.count}")
-    t = tiles or choose_tiles(v)
+    t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     rows, splits = _rows_per_split(v, t)
     part = _empty((3, splits, v.C), device=x.device, dtype=torch.float32)
     launch(_stats_partial_kernel)[(triton.cdiv(v.C, t.block_c), splits)](
@@ -359,11 +427,10 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     update = running_mean is not None and running_var is not None
     new_rm = _empty_like(running_mean) if update else None
     new_rv = _empty_like(running_var) if update else None
-    launch(_stats_finalize_kernel)[(triton.cdiv(v.C, 64),)](
+    launch(_stats_finalize_kernel)[(triton.cdiv(v.C, _PART_BC),)](
         part[0], part[1], part[2], mean, invstd,
         *((running_mean, running_var, new_rm, new_rv) if update else (mean, mean, mean, mean)),
-        splits, v.C, eps, momentum, UPDATE_RUNNING=update,
-        BS=min(triton.next_power_of_2(splits), 64), BC=64)
+        splits, v.C, eps, momentum, UPDATE_RUNNING=update, BS=_PART_BS, BC=_PART_BC)
     y = _apply(x, residual, mean, invstd, weight, bias, v, t, eps, False, launch)
     return y, mean, invstd, new_rm, new_rv
 
@@ -372,7 +439,7 @@ def bn_relu_eval(x, weight, bias, running_mean, running_var, residual=None, eps=
                  tiles=None, launch=lambda k: k):
     """Eval-mode forward with the running statistics: one elementwise pass."""
     v = _check(x, weight, bias, running_mean, running_var)
-    t = tiles or choose_tiles(v)
+    t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     return _apply(x, residual, running_mean, running_var, weight, bias, v, t, eps, True, launch)
 
 
@@ -397,7 +464,7 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     (the residual is not saved), and d residual is the masked grad.
     """
     v = _check(x, weight, bias, mean, invstd)
-    t = tiles or choose_tiles(v)
+    t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     dy = _same_layout(dy, v)
     has_res = y is not None
     g = _empty_like(x) if has_res else None
@@ -410,9 +477,8 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     # sum g = dbias, sum g * xhat = dweight (fp32; separate: outputs must not alias)
     dbias = _empty(v.C, device=x.device, dtype=torch.float32)
     dweight = _empty(v.C, device=x.device, dtype=torch.float32)
-    launch(_sum_partials_kernel)[(triton.cdiv(v.C, 64),)](
-        part[0], part[1], dbias, dweight, splits, v.C,
-        BS=min(triton.next_power_of_2(splits), 64), BC=64)
+    launch(_sum_partials_kernel)[(triton.cdiv(v.C, _PART_BC),)](
+        part[0], part[1], dbias, dweight, splits, v.C, BS=_PART_BS, BC=_PART_BC)
     dx = _empty_like(x)
     launch(_bwd_dx_kernel)[_elementwise_grid(v, t)](
         g if has_res else dy, x, dx, mean, invstd, weight, bias, dbias, dweight,

@@ -38,15 +38,16 @@ def specialisations():
     for shape in SHAPES:
         for fmt in (torch.contiguous_format, torch.channels_last):
             x = torch.empty(shape, device="meta").contiguous(memory_format=fmt)
-            t = K.choose_tiles(K.view3d(x))
+            t = K.choose_tiles(K.view3d(x), plan="cuda")
             tile = dict(BR=t.block_r, BC=t.block_c, BK=t.block_k)
             yield K._stats_partial_kernel, tile, t.num_warps
             for res in (False, True):
                 yield K._apply_kernel, dict(HAS_RES=res, FROM_VAR=not res, **tile), t.num_warps
                 yield K._bwd_reduce_kernel, dict(HAS_RES=res, **tile), t.num_warps
                 yield K._bwd_dx_kernel, dict(MASKED=res, **tile), t.num_warps
-    yield K._stats_finalize_kernel, dict(UPDATE_RUNNING=True, BS=64, BC=64), 4
-    yield K._sum_partials_kernel, dict(BS=64, BC=64), 4
+    partials = dict(BS=K._PART_BS, BC=K._PART_BC)
+    yield K._stats_finalize_kernel, dict(UPDATE_RUNNING=True, **partials), 4
+    yield K._sum_partials_kernel, partials, 4
 
 
 def main(archs) -> int:

@@ -58,7 +58,11 @@ def _channel_sum(v):
     return tl.sum(tl.sum(v, axis=2), axis=0)
 
 
-@triton.jit
+# Compile-time (tl.constexpr) are only the tile sizes. The variant flags are runtime bools (one
+# uniform branch a program: free beside the memory traffic) and the row counts are not
+# specialised on (they only bound loops and row masks): each distinct constexpr or int class
+# (1, multiple of 16, other) is a separate GPU compile, and the tests would compile hundreds.
+@triton.jit(do_not_specialize=["R", "rows_per_split"])
 def _stats_partial_kernel(
     x_ptr,  # (R, C, K) strided, any float dtype
     pmean_ptr, pm2_ptr, pcount_ptr,  # (S, C) fp32: per-split mean, M2, count
@@ -96,13 +100,13 @@ def _stats_partial_kernel(
     tl.store(pcount_ptr + out, count, mask=c < C)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S"])
 def _stats_finalize_kernel(
     pmean_ptr, pm2_ptr, pcount_ptr,  # (S, C) fp32 partials
     mean_ptr, invstd_ptr,  # (C,) fp32 outputs, saved for backward
     rmean_ptr, rvar_ptr, new_rmean_ptr, new_rvar_ptr,  # (C,) running stats: old in, new out
-    S, C, eps, momentum,
-    UPDATE_RUNNING: tl.constexpr, BS: tl.constexpr, BC: tl.constexpr,
+    S, C, eps, momentum, update_running,
+    BS: tl.constexpr, BC: tl.constexpr,
 ):
     c = tl.program_id(0) * BC + tl.arange(0, BC)
     c_ok = c < C
@@ -129,7 +133,7 @@ def _stats_finalize_kernel(
     var = m2 / count  # biased: what training-mode BatchNorm normalises with
     tl.store(mean_ptr + c, mean, mask=c_ok)
     tl.store(invstd_ptr + c, 1.0 / tl.sqrt_rn(var + eps), mask=c_ok)
-    if UPDATE_RUNNING:  # nn.BatchNorm2d: x_new = (1 - momentum) * x + momentum * batch (unbiased)
+    if update_running:  # nn.BatchNorm2d: x_new = (1 - momentum) * x + momentum * batch (unbiased)
         rm = tl.load(rmean_ptr + c, mask=c_ok).to(tl.float32)
         rv = tl.load(rvar_ptr + c, mask=c_ok).to(tl.float32)
         unbiased = m2 / tl.maximum(count - 1.0, 1.0)  # the launcher ensures count >= 2
@@ -139,13 +143,12 @@ def _stats_finalize_kernel(
         tl.store(new_rvar_ptr + c, rv.to(new_rvar_ptr.dtype.element_ty), mask=c_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def _apply_kernel(
     x_ptr, res_ptr, y_ptr,  # (R, C, K) strided, same layout and dtype
-    mean_ptr, inv_ptr,  # (C,): batch mean and invstd, or running mean and var if FROM_VAR
+    mean_ptr, inv_ptr,  # (C,): batch mean and invstd, or running mean and var if from_var
     w_ptr, b_ptr,  # (C,) affine parameters
-    R, C, K, s_r, s_c, eps,
-    HAS_RES: tl.constexpr, FROM_VAR: tl.constexpr,
+    R, C, K, s_r, s_c, eps, has_res, from_var,
     BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
 ):
     """y = relu((x - mean) * invstd * w + b [+ res]): one elementwise pass, one tile a program."""
@@ -155,24 +158,24 @@ def _apply_kernel(
     c = pid_c * BC + tl.arange(0, BC)
     mean = tl.load(mean_ptr + c, mask=c < C, other=0.0).to(tl.float32)
     inv = tl.load(inv_ptr + c, mask=c < C, other=1.0).to(tl.float32)
-    if FROM_VAR:  # eval mode: normalise with the running variance
+    if from_var:  # eval mode: normalise with the running variance
         inv = 1.0 / tl.sqrt_rn(inv + eps)
     scale = tl.load(w_ptr + c, mask=c < C, other=0.0).to(tl.float32) * inv
     shift = tl.load(b_ptr + c, mask=c < C, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     z = (x - mean[None, :, None]) * scale[None, :, None] + shift[None, :, None]
-    if HAS_RES:
+    if has_res:
         z += tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(y_ptr + offs, tl.maximum(z, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R", "rows_per_split"])
 def _bwd_reduce_kernel(
-    dy_ptr, x_ptr, y_ptr, g_ptr,  # (R, C, K) strided; y read and g written only if HAS_RES
+    dy_ptr, x_ptr, y_ptr, g_ptr,  # (R, C, K) strided; y read and g written only if has_res
     mean_ptr, inv_ptr, w_ptr, b_ptr,  # (C,)
     psum_g_ptr, psum_gx_ptr,  # (S, C) fp32 partial sums of g and g * xhat
-    R, C, K, s_r, s_c, rows_per_split,
-    HAS_RES: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    R, C, K, s_r, s_c, rows_per_split, has_res,
+    BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
 ):
     """g = dy * (output > 0); sums g and g * xhat per channel (dbias and dweight)."""
     pid_c, pid_s = tl.program_id(0), tl.program_id(1)
@@ -189,13 +192,13 @@ def _bwd_reduce_kernel(
         for k0 in range(0, K, BK):
             offs, mask = _tile(r0, k0, pid_c, r_hi, C, K, s_r, s_c, BR, BC, BK)
             xhat = (tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32) - mean) * inv
-            if HAS_RES:  # the residual is not saved: the output tells where ReLU passed
+            if has_res:  # the residual is not saved: the output tells where ReLU passed
                 keep = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32) > 0.0
             else:  # recompute the pre-activation exactly as _apply_kernel does
                 keep = xhat * w + b > 0.0
             dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
             g = tl.where(keep & mask, dy, 0.0)
-            if HAS_RES:  # d residual = g; the dx pass then reads g instead of dy and y
+            if has_res:  # d residual = g; the dx pass then reads g instead of dy and y
                 tl.store(g_ptr + offs, g.to(g_ptr.dtype.element_ty), mask=mask)
             sum_g += _channel_sum(g)
             sum_gx += _channel_sum(g * xhat)
@@ -204,7 +207,7 @@ def _bwd_reduce_kernel(
     tl.store(psum_gx_ptr + out, sum_gx, mask=c < C)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S"])
 def _sum_partials_kernel(
     pa_ptr, pb_ptr,  # (S, C) fp32
     a_ptr, b_ptr,  # (C,) fp32: column sums
@@ -222,12 +225,12 @@ def _sum_partials_kernel(
     tl.store(b_ptr + c, b, mask=c < C)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def _bwd_dx_kernel(
     g_ptr, x_ptr, dx_ptr,  # (R, C, K) strided; g is dy (mask recomputed) or the masked grad
     mean_ptr, inv_ptr, w_ptr, b_ptr, sum_g_ptr, sum_gx_ptr,  # (C,)
-    R, C, K, s_r, s_c, inv_count,
-    MASKED: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    R, C, K, s_r, s_c, inv_count, recompute_mask,
+    BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
 ):
     """dx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)), means over N, H, W."""
     pid_c = tl.program_id(1)
@@ -241,7 +244,7 @@ def _bwd_dx_kernel(
     mean_gx = tl.load(sum_gx_ptr + c, mask=c < C, other=0.0)[None, :, None] * inv_count
     xhat = (tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32) - mean) * inv
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if not MASKED:
+    if recompute_mask:  # g is dy: apply the ReLU mask as _bwd_reduce_kernel did
         b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(tl.float32)[None, :, None]
         g = tl.where(xhat * w + b > 0.0, g, 0.0)
     dx = (w * inv) * (g - mean_g - xhat * mean_gx)
@@ -417,7 +420,8 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
         raise ValueError(f"expected more than 1 value per channel when training, got {v.count}")
     t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     rows, splits = _rows_per_split(v, t)
-    part = _empty((3, splits, v.C), device=x.device, dtype=torch.float32)
+    # three allocations, not slices of one: each starts 16-byte aligned (one compile, not two)
+    part = [_empty((splits, v.C), device=x.device, dtype=torch.float32) for _ in range(3)]
     launch(_stats_partial_kernel)[(triton.cdiv(v.C, t.block_c), splits)](
         x, part[0], part[1], part[2], v.R, v.C, v.K, v.s_r, v.s_c, rows,
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
@@ -430,7 +434,7 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     launch(_stats_finalize_kernel)[(triton.cdiv(v.C, _PART_BC),)](
         part[0], part[1], part[2], mean, invstd,
         *((running_mean, running_var, new_rm, new_rv) if update else (mean, mean, mean, mean)),
-        splits, v.C, eps, momentum, UPDATE_RUNNING=update, BS=_PART_BS, BC=_PART_BC)
+        splits, v.C, eps, momentum, update, BS=_PART_BS, BC=_PART_BC)
     y = _apply(x, residual, mean, invstd, weight, bias, v, t, eps, False, launch)
     return y, mean, invstd, new_rm, new_rv
 
@@ -452,7 +456,7 @@ def _apply(x, residual, mean, inv, weight, bias, v, t, eps, from_var, launch):
     y = _empty_like(x)  # keeps x's memory format
     launch(_apply_kernel)[_elementwise_grid(v, t)](
         x, residual if residual is not None else x, y, mean, inv, weight, bias,
-        v.R, v.C, v.K, v.s_r, v.s_c, eps, HAS_RES=residual is not None, FROM_VAR=from_var,
+        v.R, v.C, v.K, v.s_r, v.s_c, eps, residual is not None, from_var,
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     return y
 
@@ -469,11 +473,11 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     has_res = y is not None
     g = _empty_like(x) if has_res else None
     rows, splits = _rows_per_split(v, t)
-    part = _empty((2, splits, v.C), device=x.device, dtype=torch.float32)
+    part = [_empty((splits, v.C), device=x.device, dtype=torch.float32) for _ in range(2)]
     launch(_bwd_reduce_kernel)[(triton.cdiv(v.C, t.block_c), splits)](
         dy, x, _same_layout(y, v) if has_res else x, g if has_res else dy,
-        mean, invstd, weight, bias, part[0], part[1], v.R, v.C, v.K, v.s_r, v.s_c, rows,
-        HAS_RES=has_res, BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
+        mean, invstd, weight, bias, part[0], part[1], v.R, v.C, v.K, v.s_r, v.s_c, rows, has_res,
+        BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     # sum g = dbias, sum g * xhat = dweight (fp32; separate: outputs must not alias)
     dbias = _empty(v.C, device=x.device, dtype=torch.float32)
     dweight = _empty(v.C, device=x.device, dtype=torch.float32)
@@ -482,6 +486,6 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     dx = _empty_like(x)
     launch(_bwd_dx_kernel)[_elementwise_grid(v, t)](
         g if has_res else dy, x, dx, mean, invstd, weight, bias, dbias, dweight,
-        v.R, v.C, v.K, v.s_r, v.s_c, 1.0 / v.count, MASKED=has_res,
+        v.R, v.C, v.K, v.s_r, v.s_c, 1.0 / v.count, not has_res,
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     return dx, dweight.to(weight.dtype), dbias.to(bias.dtype), g

@@ -48,7 +48,7 @@ def _tile(r0, k0, pid_c, R, C, K, s_r, s_c, BR: tl.constexpr, BC: tl.constexpr,
     r = r0 + tl.arange(0, BR)[:, None, None]
     c = pid_c * BC + tl.arange(0, BC)[None, :, None]
     k = k0 + tl.arange(0, BK)[None, None, :]
-    offs = r.to(tl.int64) * s_r + c * s_c + k  # int64: a 134 MB activation is near 2**31 bytes
+    offs = r.to(tl.int64) * s_r + c * s_c + k  # int64: past 2**31 elements, int32 wraps
     return offs, (r < R) & (c < C) & (k < K)
 
 

@@ -135,8 +135,11 @@ def main(argv=None) -> int:
         print(f"  {name:24s} {n}")
     print(f"launches: {sum(recorder.keys.values())}")
     if args.json:
-        args.json.write_text(json.dumps({"total": total, "gpu_test_extra": extra,
-                                         "per_kernel": dict(per_kernel)}, indent=2) + "\n")
+        args.json.write_text(json.dumps({
+            "total": total, "gpu_test_extra": extra, "per_kernel": dict(per_kernel),
+            "keys": sorted(map(repr, recorder.keys)),
+            "gpu_test_keys": sorted(map(repr, set(gpu_keys) - set(recorder.keys)))},
+            indent=2) + "\n")
     return int(rc)
 
 

@@ -9,8 +9,8 @@ test_fused.py.
 import pytest
 import torch
 
-pytest.importorskip("triton")
-
+triton = pytest.importorskip("triton")
+import triton.language as tl  # noqa: E402
 from kernel_testing import (  # noqa: E402
     DEVICE,
     DTYPES,
@@ -68,7 +68,9 @@ def test_small_tiles_split_and_loop(channels_last, tiles, residual):
 # run twice) and a row count the splits do not divide (the last program owns fewer rows and must
 # neither read nor write past them). Rows of 2: the interpreter's cost is per program.
 @pytest.mark.parametrize("shape, channels_last, residual, tiles", [
-    ((131, 3, 2, 3), False, True, K.Tiles(block_r=2, block_c=4, block_k=8, splits=66)),
+    # asks for 70 splits; 66 of 2 rows cover the 131: the launchers must use the count they
+    # computed, not the one asked for
+    ((131, 3, 2, 3), False, True, K.Tiles(block_r=2, block_c=4, block_k=8, splits=70)),
     ((1, 8, 7, 19), True, False, K.Tiles(block_r=2, block_c=8, block_k=1, splits=67)),
 ], ids=["nchw-add_relu", "channels_last-relu"])
 def test_many_splits_uneven_rows(shape, channels_last, residual, tiles):
@@ -170,6 +172,22 @@ def test_numerically_sound_variance():
                                                 torch.ones_like(x))
     close(mean, ref_mean, STAT_TOL, "mean")
     close(invstd, ref_invstd, (0, 1e-3), "invstd")
+
+
+@triton.jit
+def _offsets_kernel(out_ptr, r0, s_r, BR: tl.constexpr):
+    offs, _ = K._tile(r0, 0, 0, r0 + BR, 1, 1, s_r, 1, BR, 1, 1)
+    tl.store(out_ptr + tl.arange(0, BR)[:, None, None], offs)
+
+
+def test_tile_offsets_do_not_overflow_int32():
+    # an activation past 2**31 elements (batch 512 x 512 channels x 128 x 64) needs int64
+    # offsets; too big to allocate here, so check the offset arithmetic itself
+    r0, s_r, rows = 1 << 20, 1 << 12, 4
+    out = torch.zeros(rows, dtype=torch.int64, device=DEVICE)
+    _offsets_kernel[(1,)](out, r0, s_r, BR=rows)
+    want = (torch.arange(rows, dtype=torch.int64) + r0) * s_r
+    assert out.cpu().tolist() == want.tolist()
 
 
 def test_launcher_rejects_bad_input():

@@ -389,6 +389,12 @@ def _rows_per_split(v: View3d, t: Tiles) -> tuple[int, int]:
 _PART_BS, _PART_BC = 64, 64
 
 
+def _check_residual(x: torch.Tensor, residual: torch.Tensor | None) -> None:
+    if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype):
+        raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} must match x "
+                         f"{tuple(x.shape)} {x.dtype}")
+
+
 def _check(x: torch.Tensor, *vectors: torch.Tensor) -> View3d:
     v = view3d(x)
     if not (x.is_cuda or INTERPRETED):
@@ -416,6 +422,7 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     ``launch`` wraps each kernel (torch.library.wrap_triton inside the custom op).
     """
     v = _check(x, weight, bias, running_mean, running_var)
+    _check_residual(x, residual)  # before any kernel runs
     if v.count < 2:
         raise ValueError(f"expected more than 1 value per channel when training, got {v.count}")
     t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
@@ -443,15 +450,13 @@ def bn_relu_eval(x, weight, bias, running_mean, running_var, residual=None, eps=
                  tiles=None, launch=lambda k: k):
     """Eval-mode forward with the running statistics: one elementwise pass."""
     v = _check(x, weight, bias, running_mean, running_var)
+    _check_residual(x, residual)
     t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     return _apply(x, residual, running_mean, running_var, weight, bias, v, t, eps, True, launch)
 
 
 def _apply(x, residual, mean, inv, weight, bias, v, t, eps, from_var, launch):
     if residual is not None:
-        if residual.shape != x.shape or residual.dtype != x.dtype:
-            raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} must match x "
-                             f"{tuple(x.shape)} {x.dtype}")
         residual = _same_layout(residual, v)
     y = _empty_like(x)  # keeps x's memory format
     launch(_apply_kernel)[_elementwise_grid(v, t)](

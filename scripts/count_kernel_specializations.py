@@ -33,12 +33,16 @@ KERNELS = [name for name, obj in vars(K).items()
            if name.endswith("_kernel") and type(obj).__name__ == "InterpretedFunction"]
 
 
-def _arg_class(value):
+def _arg_class(value, specialize: bool = True):
     if isinstance(value, torch.Tensor):
         return (str(value.dtype), value.data_ptr() % 16 == 0)
-    if isinstance(value, bool) or value is None:
-        return value
+    if isinstance(value, bool):
+        return "u1"  # bools are not specialised on their value
+    if value is None:
+        return None
     if isinstance(value, int):
+        if not specialize:  # do_not_specialize: only its width matters
+            return "i32" if -2**31 <= value < 2**31 else "i64"
         if value == 1:
             return "1"
         return ("i32" if -2**31 <= value < 2**31 else "i64", value % 16 == 0)
@@ -61,17 +65,19 @@ class Recorder:
             params = list(inspect.signature(fn.fn).parameters.values())
             constexpr = {p.name for p in params
                          if p.annotation is tl.constexpr or "constexpr" in str(p.annotation)}
+            plain = set(fn.kwargs.get("do_not_specialize") or ())
             original = fn.run
             self._saved[name] = original
 
             def run(*args, grid, warmup, _name=name, _params=params, _const=constexpr,
-                    _original=original, **kwargs):
+                    _plain=plain, _original=original, **kwargs):
                 values = dict(zip((p.name for p in _params), args))
                 values.update({k: v for k, v in kwargs.items() if k in {p.name for p in _params}})
                 key = [_name, ("num_warps", kwargs.get("num_warps", 4))]
                 for p in _params:
                     v = values.get(p.name, p.default)
-                    key.append((p.name, v if p.name in _const else _arg_class(v)))
+                    key.append((p.name, v if p.name in _const
+                                else _arg_class(v, p.name not in _plain)))
                 self.keys[tuple(key)] += 1
                 if not self.dry:
                     return _original(*args, grid=grid, warmup=warmup, **kwargs)

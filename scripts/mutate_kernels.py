@@ -123,7 +123,7 @@ MUTANTS = [
     Mutant("view-wrong-row-stride", BN, "return View3d(n, c, h * w, c * h * w, h * w,",
            "return View3d(n, c, h * w, h * w, h * w,", "NCHW row stride without the channels"),
     Mutant("launcher-residual-layout-kept", BN, "        residual = _same_layout(residual, v)\n",
-           "", "residual indexed with x's strides in its own layout"),
+           "        pass\n", "residual indexed with x's strides in its own layout"),
     Mutant("launcher-dy-layout-kept", BN, "    dy = _same_layout(dy, v)\n", "",
            "upstream grad indexed with x's strides in its own layout"),
     Mutant("launcher-requested-splits", BN,
@@ -206,7 +206,9 @@ def run_tests(root: Path, timeout: int, tests: list[str]) -> tuple[str, str, flo
     # the venv's packages come in through PYTHONPATH instead
     env = {**os.environ, "TRITON_INTERPRET": "1",
            "PYTHONPATH": os.pathsep.join([str(root), _site_packages()])}
-    cmd = ["nice", "-n", "10", sys.executable, "-S", "-m", "pytest", "-x", "-q", "--tb=no",
+    # -v: each test's id is printed as it starts, so a crash (a kernel reading far out of
+    # bounds can abort the interpreter) still names the test that ran
+    cmd = ["nice", "-n", "10", sys.executable, "-S", "-m", "pytest", "-x", "-v", "--tb=no",
            "-rfE", "-p", "no:cacheprovider", *tests,
            "--deselect", "tests/kernels/test_bn_relu_compiles.py"]
     start = time.perf_counter()
@@ -218,9 +220,15 @@ def run_tests(root: Path, timeout: int, tests: list[str]) -> tuple[str, str, flo
     seconds = time.perf_counter() - start
     if proc.returncode == 0:
         return "passed", "", seconds
-    found = re.search(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.MULTILINE)
-    detail = found.group(1) if found else f"rc={proc.returncode}: {proc.stdout[-300:]}"
-    return "failed", detail, seconds
+    found = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", proc.stdout, re.MULTILINE)
+    if found:
+        return "failed", found.group(1), seconds
+    if proc.returncode < 0:  # killed by a signal: the last test that started is the one
+        started = re.findall(r"^(tests/\S+::\S.*?)(?: (?:PASSED|SKIPPED|FAILED).*)?$",
+                             proc.stdout, re.MULTILINE)
+        where = started[-1] if started else "collection"
+        return "failed", f"{where} (crashed: signal {-proc.returncode})", seconds
+    return "failed", f"rc={proc.returncode}: {proc.stdout[-300:]}", seconds
 
 
 def check_copy_is_used(root: Path) -> None:

@@ -34,7 +34,8 @@ def _pair(residual, channels, **kw):
 def _step(module, x, residual, dy_fn=torch.cos):
     """Output and every grad (inputs, then parameters) of one forward and backward."""
     leaves = [x] if residual is None else [x, residual]
-    leaves = [t.detach().clone().requires_grad_() for t in leaves]
+    # detach, not clone: a clone of a strided tensor comes back contiguous
+    leaves = [t.detach().requires_grad_() for t in leaves]
     module.zero_grad()
     y = module(*leaves)
     y.backward(dy_fn(y))  # a varied upstream grad
@@ -102,6 +103,7 @@ def test_inputs_the_kernels_do_not_take_directly(case, monkeypatch):
     tol = 1e-5
     if case == "non_contiguous":
         x = x[..., ::2]  # neither NCHW-contiguous nor channels_last
+        assert not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
     elif case == "residual_other_layout":
         x = x.contiguous(memory_format=torch.channels_last)
     elif case == "residual_other_dtype":
@@ -128,6 +130,15 @@ def test_inputs_the_kernels_do_not_take_directly(case, monkeypatch):
                      grad_tol=2e-3 if case == "residual_other_dtype" else None)
         if case == "residual_other_layout":  # the output keeps x's layout
             assert outs[0][0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_kernels_can_run_only_their_dtypes():
+    from fastcifar.kernels.autograd import kernels_can_run
+
+    x = torch.zeros(2, 3, 4, 4, device=DEVICE)
+    assert kernels_can_run(x) and kernels_can_run(x.bfloat16()) and kernels_can_run(x.half())
+    assert not kernels_can_run(x.double())
+    assert not kernels_can_run(x.to(torch.int32))
 
 
 def test_cpu_tensors_fall_back_to_the_reference(monkeypatch):

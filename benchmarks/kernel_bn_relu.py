@@ -1,107 +1,253 @@
 """Fused BatchNorm+ReLU (and +residual) forward+backward at resnet_final's shapes: eager PyTorch,
-torch.compile of eager, and our Triton kernels. CUDA only (on the CPU it says so and exits 0).
+torch.compile of eager, and our Triton kernels.
 
-    python benchmarks/kernel_bn_relu.py [--batch 512] [--dtypes bf16 fp32] [--out DIR]
+    python benchmarks/kernel_bn_relu.py [--batch 512] [--dtypes bf16 [fp32 fp16]] [--full]
+        [--variants bn_relu bn_add_relu] [--providers eager compile triton] [--budget-s 90]
+        [--out DIR]
+    python benchmarks/kernel_bn_relu.py --device cpu --quick      # CPU rehearsal, < 40 s
 
-Reports the median fwd+bwd time (triton.testing.do_bench, ms), GB/s against the bytes that must
-move, and that as a % of this card's copy bandwidth (a large device-to-device copy, measured here).
-Bytes that must move, in activation-sized tensors of n elements (a two-pass design: statistics
-need the whole batch before anything can be normalised):
-    bn_relu:      forward read x twice, write y (3n); backward read dy, x twice, write dx (5n)
-    bn_add_relu:  forward + read residual (4n); backward read dy, y, x, write g = d residual,
-                  read g, x, write dx (7n)
-Writes benchmarks/results/kernel_bn_relu.json (or --out DIR).
+Configurations run in order of what matters: bf16 channels_last (how resnet_final trains on the
+GPU) at its five ResBlock shapes, then bf16 NCHW, then fp32 (only with --full or --dtypes). By
+default NCHW runs the widest and the narrowest H*W only; --full runs every dtype, layout and
+shape. After every configuration the results so far are written (atomically) to
+DIR/kernel_bn_relu.json (default benchmarks/results); with --budget-s no configuration starts
+after that many seconds, and the skipped ones are listed in the JSON.
+
+Reports the median fwd+bwd time (ms), GB/s against the bytes that must move (the traffic model
+of fastcifar.kernels.bn_relu: 8 activation-sized tensors for bn_relu, 11 with the residual), and
+that as a % of this device's copy bandwidth (a large copy, measured here). On CUDA timing is
+triton.testing.do_bench's median; on the CPU (--device cpu, always --quick: tiny shapes, the
+kernels under TRITON_INTERPRET=1) it is a time.perf_counter median, the Triton provider calls the
+launchers directly (torch 2.11's wrap_triton refuses interpreted kernels) and torch.compile is
+skipped unless --providers names it (a cold compile is 25-28 s per graph on 2 cores).
+Without CUDA and without --device cpu it says so and exits 0.
 """
 
 import argparse
+import json
+import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
 import torch  # noqa: E402
 
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
+from benchmarks._common import RESULTS, environment, print_table  # noqa: E402
 
 # (channels, H = W) of each ResBlock of resnet_final; both of its BatchNorms see this shape
 RESNET_FINAL = [(32, 32), (64, 32), (128, 32), (256, 16), (512, 8)]
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-TRAFFIC = {"bn_relu": 8, "bn_add_relu": 11}  # activation-sized reads + writes, fwd + bwd
+NCHW_DEFAULT = [(32, 32), (512, 8)]  # the widest and the narrowest H*W
+QUICK = [(32, 8), (64, 4)]  # CPU rehearsal: the same code at interpreter-sized shapes
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+VARIANTS = ("bn_relu", "bn_add_relu")
+PROVIDERS = ("eager", "compile", "triton")
+NAME = "kernel_bn_relu"
 
 
-def copy_bandwidth_gbs(do_bench) -> float:
-    src = torch.empty(1 << 28, dtype=torch.float32, device="cuda")  # 1 GiB, far beyond L2
+def configurations(dtypes, variants, full: bool, quick: bool, batch: int) -> list[dict]:
+    """Every configuration to run, most important first."""
+    order = [d for d in ("bf16", "fp16", "fp32") if d in dtypes]
+    configs = []
+    for dtype in order:
+        for channels_last in (True, False):
+            if quick:
+                shapes = QUICK
+            elif full or channels_last:
+                shapes = RESNET_FINAL
+            else:
+                shapes = NCHW_DEFAULT
+            for channels, hw in shapes:
+                for variant in variants:
+                    layout = "channels_last" if channels_last else "nchw"
+                    shape = (batch, channels, hw, hw)
+                    configs.append({
+                        "config": f"{variant}/{dtype}/{layout}/{'x'.join(map(str, shape))}",
+                        "variant": variant, "dtype": dtype, "layout": layout, "shape": shape})
+    return configs
+
+
+def sig(x: float, digits: int = 3) -> float:
+    """``digits`` significant figures: CPU rehearsal rates are tiny, GPU ones large."""
+    return float(f"{x:.{digits}g}")
+
+
+def write_atomically(path: Path, payload: dict) -> None:
+    """Readers (and a killed run) see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def make_timer(device: str, reps: int):
+    """ms for one call of fn: do_bench's median on CUDA, a perf_counter median on the CPU."""
+    if device == "cuda":
+        from triton.testing import do_bench
+
+        return lambda fn: do_bench(fn, quantiles=[0.5])
+    def timer(fn):
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times)
+    return timer
+
+
+def copy_bandwidth_gbs(device: str, timer) -> float:
+    n = 1 << 28 if device == "cuda" else 1 << 24  # 1 GiB (far beyond L2) or 64 MiB
+    src = torch.empty(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), quantiles=[0.5])
+    ms = timer(lambda: dst.copy_(src))
     return 2 * src.numel() * src.element_size() / ms / 1e6  # read + write
 
 
-def setup(variant, provider, shape, dtype, channels_last):
-    """A closure running one fwd+bwd, for one provider ("eager", "compile" or "triton")."""
-    from fastcifar.kernels.autograd import TRITON
+def setup(cfg: dict, provider: str, device: str):
+    """A closure running one fwd+bwd of ``cfg`` for one provider."""
+    from fastcifar.kernels import bn_relu as K
+    from fastcifar.models.fused import TRITON
     from fastcifar.models.layers import EAGER
 
+    shape, dtype = cfg["shape"], DTYPES[cfg["dtype"]]
+    fmt = torch.channels_last if cfg["layout"] == "channels_last" else torch.contiguous_format
+    make = lambda: torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=fmt)
+    residual = cfg["variant"] == "bn_add_relu"
+    x, dy = make(), make()
+    res = make() if residual else None
+    if provider == "triton" and device == "cpu":
+        # the launchers themselves: interpreted kernels cannot go through wrap_triton on every
+        # torch (2.11 refuses them); the module path is what CUDA measures
+        c = shape[1]
+        w, b = torch.ones(c), torch.zeros(c)
+        rm, rv = torch.zeros(c), torch.ones(c)
+
+        def fwd_bwd():
+            y, mean, invstd, _, _ = K.bn_relu_forward(x, w, b, res, rm, rv)
+            return K.bn_relu_backward(dy, x, w, b, mean, invstd, y if residual else None)
+        return fwd_bwd
     norm = TRITON if provider == "triton" else EAGER
-    cls = norm.bn_relu if variant == "bn_relu" else norm.bn_add_relu
-    module = cls(shape[1]).cuda()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    make = lambda: torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
-    x = make().requires_grad_()
-    inputs = [x, make().requires_grad_()] if variant == "bn_add_relu" else [x]
-    dy = make()
+    module = (norm.bn_add_relu if residual else norm.bn_relu)(shape[1]).to(device)
+    inputs = [x.requires_grad_(), res.requires_grad_()] if residual else [x.requires_grad_()]
     # static shapes: one specialised graph per configuration, the best case for Inductor
     run = torch.compile(module, fullgraph=True, dynamic=False) if provider == "compile" else module
     leaves = [*inputs, module.weight, module.bias]
     return lambda: torch.autograd.grad(run(*inputs), leaves, dy)
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
-    parser.add_argument("--variants", nargs="+", choices=list(TRAFFIC), default=list(TRAFFIC))
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("kernel_bn_relu: needs a CUDA device (the Triton kernels are GPU kernels); skipped")
-        return 0
-    import triton
-    from triton.testing import do_bench
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes (batch 2) to check the script end to end")
+    parser.add_argument("--full", action="store_true",
+                        help="every dtype, layout and resnet_final shape (40 configurations)")
+    parser.add_argument("--batch", type=int, default=None, help="default 512 (2 with --quick)")
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=None,
+                        help="default bf16 (with --full: bf16 fp32)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--providers", nargs="+", choices=PROVIDERS, default=None,
+                        help="default all three (on the CPU: eager triton)")
+    parser.add_argument("--budget-s", type=float, default=90.0,
+                        help="start no configuration after this many seconds (default 90)")
+    parser.add_argument("--out", default=None, help=f"results folder (default {RESULTS})")
+    return parser
 
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    start = time.perf_counter()
+    device = args.device
+    notes = []
+    if device == "cuda" and not torch.cuda.is_available():
+        print("kernel_bn_relu: needs a CUDA device (the Triton kernels are GPU kernels); skipped."
+              " For a CPU rehearsal: --device cpu --quick")
+        return 0
+    if device == "cpu":
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            print("kernel_bn_relu --device cpu: triton was imported without TRITON_INTERPRET=1;"
+                  " set it before starting python", file=sys.stderr)
+            return 2
+        os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (the kernels read it)
+        if not args.quick:
+            notes.append("--device cpu implies --quick (the interpreter is far too slow at "
+                         "batch 512)")
+            args.quick = True
+    import triton
+
+    dtypes = args.dtypes or (["bf16", "fp32"] if args.full else ["bf16"])
+    batch = args.batch or (2 if args.quick else 512)
+    providers = args.providers or (["eager", "triton"] if device == "cpu" else list(PROVIDERS))
+    if device == "cpu" and "compile" not in providers:
+        notes.append("compile provider skipped on the CPU: a cold torch.compile is 25-28 s per "
+                     "graph on 2 cores (pass --providers eager compile triton to include it)")
     # one recompile per shape, dtype and layout: keep them all compiled rather than fall back
     for name in ("cache_size_limit", "recompile_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 256)
-    copy_gbs = copy_bandwidth_gbs(do_bench)
-    rows = []
-    for dtype_name in args.dtypes:
-        for channels_last in (True, False):
-            for channels, hw in RESNET_FINAL:
-                shape = (args.batch, channels, hw, hw)
-                for variant in args.variants:
-                    row = {"variant": variant, "dtype": dtype_name,
-                           "shape": "x".join(map(str, shape)),
-                           "layout": "channels_last" if channels_last else "nchw"}
-                    itemsize = DTYPES[dtype_name].itemsize
-                    nbytes = TRAFFIC[variant] * torch.Size(shape).numel() * itemsize
-                    for provider in ("eager", "compile", "triton"):
-                        fn = setup(variant, provider, shape, DTYPES[dtype_name], channels_last)
-                        fn()  # compile and warm up outside the timing
-                        row[f"{provider}_ms"] = round(do_bench(fn, quantiles=[0.5]), 4)
-                    ours = row["triton_ms"]
-                    row["triton_GBs"] = round(nbytes / ours / 1e6, 1)
-                    row["triton_%copy"] = round(100 * nbytes / ours / 1e6 / copy_gbs, 1)
-                    row["vs_eager"] = round(row["eager_ms"] / ours, 2)
-                    row["vs_compile"] = round(row["compile_ms"] / ours, 2)
-                    rows.append(row)
-                    print(row, flush=True)
-    env = environment()
-    print(f"\n{env['gpu']}, torch {env['torch']}; copy bandwidth {copy_gbs:.0f} GB/s")
-    print_table(rows, list(rows[0]))
-    payload = {"triton": triton.__version__, "batch": args.batch, "copy_GBs": round(copy_gbs, 1),
-               "rows": rows, "traffic_tensors": TRAFFIC,
-               "timing": "triton.testing.do_bench median, ms"}
-    print(f"saved {save_result('kernel_bn_relu', payload, args.out)}")
+
+    from fastcifar.kernels import bn_relu as K
+
+    timer = make_timer(device, reps=3 if device == "cpu" else 0)
+    copy_gbs = copy_bandwidth_gbs(device, timer)
+    planned = configurations(dtypes, args.variants, args.full, args.quick, batch)
+    out = Path(args.out) if args.out else RESULTS
+    path = out / f"{NAME}.json"
+    payload = {
+        "environment": environment(), "device": device, "triton": triton.__version__,
+        "mode": "quick" if args.quick else "full" if args.full else "default",
+        "batch": batch, "providers": providers, "budget_s": args.budget_s,
+        "copy_GBs": round(copy_gbs, 1),
+        "timing": ("triton.testing.do_bench median, ms" if device == "cuda"
+                   else "time.perf_counter median of 3 after a warm-up call, ms"),
+        "traffic_tensors": {v: sum(K.TRAFFIC[v].values()) for v in K.TRAFFIC},
+        "traffic_model": K.TRAFFIC, "notes": notes,
+        "planned": [c["config"] for c in planned], "rows": [], "skipped": [],
+        "complete": False, "elapsed_s": 0.0,
+    }
+    write_atomically(path, payload)
+    for cfg in planned:
+        elapsed = time.perf_counter() - start
+        if elapsed >= args.budget_s:
+            payload["skipped"].append({"config": cfg["config"],
+                                       "reason": f"budget of {args.budget_s:g} s spent"})
+            continue
+        row = {k: cfg[k] for k in ("variant", "dtype", "layout")}
+        row["shape"] = "x".join(map(str, cfg["shape"]))
+        nbytes = K.traffic_bytes(torch.Size(cfg["shape"]).numel(), DTYPES[cfg["dtype"]].itemsize,
+                                 residual=cfg["variant"] == "bn_add_relu")
+        for provider in providers:
+            fn = setup(cfg, provider, device)
+            fn()  # compile and warm up outside the timing
+            row[f"{provider}_ms"] = sig(timer(fn), 4)
+        if "triton_ms" in row:
+            ours = row["triton_ms"]
+            row["triton_GBs"] = sig(nbytes / ours / 1e6)
+            row["triton_%copy"] = sig(100 * nbytes / ours / 1e6 / copy_gbs)
+            for other in ("eager", "compile"):
+                if f"{other}_ms" in row:
+                    row[f"vs_{other}"] = sig(row[f"{other}_ms"] / ours)
+        payload["rows"].append(row)
+        payload["elapsed_s"] = round(time.perf_counter() - start, 1)
+        write_atomically(path, payload)
+        print(row, flush=True)
+    payload["complete"] = not payload["skipped"]
+    payload["elapsed_s"] = round(time.perf_counter() - start, 1)
+    write_atomically(path, payload)
+    env = payload["environment"]
+    print(f"\n{env['gpu'] or env['cpu']}, torch {env['torch']}, triton {triton.__version__}; "
+          f"copy bandwidth {copy_gbs:.0f} GB/s")
+    for note in notes:
+        print(f"note: {note}")
+    if payload["rows"]:
+        print_table(payload["rows"], list(payload["rows"][0]))
+    if payload["skipped"]:
+        print(f"skipped {len(payload['skipped'])} configurations: the {args.budget_s:g} s "
+              "budget was spent")
+    print(f"saved {path}")
     return 0
 
 

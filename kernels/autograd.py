@@ -1,4 +1,4 @@
-"""The fused kernels as PyTorch operators (autograd, torch.compile) and drop-in modules.
+"""The fused kernels as PyTorch operators (autograd, torch.compile).
 
     torch.ops.fastcifar.bn_relu_train(x, weight, bias, residual, running_mean, running_var,
                                       momentum, eps) -> (y, mean, invstd, new_rmean, new_rvar)
@@ -6,20 +6,15 @@
     torch.ops.fastcifar.bn_relu_backward(dy, x, weight, bias, mean, invstd, y)
 
 They are ``torch.library.triton_op``s, so torch.compile sees the Triton kernels inside (no graph
-break) and autograd uses ``register_autograd``. The modules subclass the eager ones in
-fastcifar.models.layers (and so nn.BatchNorm2d): same parameters, buffers and state-dict keys.
-On CPU tensors they run the PyTorch reference, unless TRITON_INTERPRET=1 was set at import.
+break) and autograd uses ``register_autograd``. The drop-in modules built on them live in
+fastcifar.models.fused: kernels/ is a leaf and imports nothing else of fastcifar.
 """
-
 
 import torch
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
-from fastcifar.models import layers
-
 from . import bn_relu as K
-from . import reference
 
 
 # Functional (no mutated inputs; PyTorch refuses autograd formulas for mutating ops): it returns
@@ -91,67 +86,12 @@ def _eval_backward(ctx, dy):
 bn_relu_eval.register_autograd(_eval_backward, setup_context=_eval_setup)
 
 
-# --------------------------------------------------------------------------------------------
-# Modules
-# --------------------------------------------------------------------------------------------
-
-
 def kernels_can_run(x: Tensor) -> bool:
-    """CUDA tensors; or CPU tensors when the kernels were imported under TRITON_INTERPRET=1,
-    except under torch.compile, which cannot trace interpreted kernels (it gets the reference)."""
+    """CUDA tensors of a dtype the kernels take; or such CPU tensors when the kernels were imported
+    under TRITON_INTERPRET=1, except under torch.compile, which cannot trace interpreted kernels.
+    Anything else (fp64, other devices) is for the reference."""
+    if x.dtype not in K.DTYPES:
+        return False
     if x.is_cuda:
         return True
     return K.INTERPRETED and x.device.type == "cpu" and not torch.compiler.is_compiling()
-
-
-def bn_act(bn: torch.nn.BatchNorm2d, x: Tensor, residual: Tensor | None = None) -> Tensor:
-    """relu(bn(x) [+ residual]) with ``bn``'s parameters and buffers, as nn.BatchNorm2d would."""
-    bn._check_input_dim(x)
-    # nn.BatchNorm2d's bookkeeping: momentum=None means a cumulative average (under
-    # torch.compile that reads num_batches_tracked on the host: a graph break; default is 0.1)
-    factor = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            factor = 1.0 / float(bn.num_batches_tracked)
-    batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
-    keep = not bn.training or bn.track_running_stats
-    running_mean, running_var = (bn.running_mean, bn.running_var) if keep else (None, None)
-    if not kernels_can_run(x):
-        return reference.bn_relu(x, bn.weight, bn.bias, running_mean, running_var, batch_stats,
-                                 factor, bn.eps, residual)
-    weight, bias = bn.weight, bn.bias
-    if weight is None:  # affine=False
-        weight, bias = x.new_ones(x.shape[1]), x.new_zeros(x.shape[1])
-    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-        x = x.contiguous()
-    if residual is not None and residual.dtype != x.dtype:  # as eager's `+` would promote
-        dtype = torch.promote_types(x.dtype, residual.dtype)
-        x, residual = x.to(dtype), residual.to(dtype)
-    if batch_stats:
-        y, _, _, new_rm, new_rv = torch.ops.fastcifar.bn_relu_train(
-            x, weight, bias, residual, running_mean, running_var, factor, bn.eps)
-        if running_mean is not None:
-            with torch.no_grad():
-                running_mean.copy_(new_rm)
-                running_var.copy_(new_rv)
-        return y
-    return torch.ops.fastcifar.bn_relu_eval(x, weight, bias, residual, running_mean, running_var,
-                                            bn.eps)
-
-
-class BatchNormReLU2d(layers.BatchNormReLU2d):
-    """relu(batch_norm(x)) by the fused Triton kernels; a drop-in for the eager module."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return bn_act(self, x)
-
-
-class BatchNormAddReLU2d(layers.BatchNormAddReLU2d):
-    """relu(batch_norm(x) + residual) by the fused Triton kernels (the end of a ResBlock)."""
-
-    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
-        return bn_act(self, x, residual)
-
-
-TRITON = layers.Norm(BatchNormReLU2d, BatchNormAddReLU2d)

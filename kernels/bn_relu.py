@@ -15,8 +15,21 @@ Passes (each kernel reads a whole activation at most once):
     backward: reduce (mask; sum g, sum g*xhat; writes g = d residual) -> finalize -> dx
 The reductions split the rows of each channel over ``splits`` programs and combine partial
 (count, mean, M2) with Chan's parallel formula: one read, numerically like two-pass variance.
+
+Memory traffic (what bounds these kernels), in activation-sized tensors of n elements; the
+per-channel vectors and (splits, C) partials are negligible beside them:
+
+    pass       bn_relu                              bn_add_relu
+    forward    3n: read x (stats), read x, write y  4n: the same + read the residual
+    backward   5n: read dy, x (sums); read dy, x,   7n: read dy, x, y, write g = d residual (sums);
+               write dx                             read g, x, write dx
+
+Statistics need the whole batch before anything can be normalised, so x is read twice: 3n
+forward is the floor of a two-pass design. ``traffic_bytes`` turns this into bytes (the benchmark
+reports GB/s against it).
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +48,7 @@ def _tile(r0, k0, pid_c, R, C, K, s_r, s_c, BR: tl.constexpr, BC: tl.constexpr,
     r = r0 + tl.arange(0, BR)[:, None, None]
     c = pid_c * BC + tl.arange(0, BC)[None, :, None]
     k = k0 + tl.arange(0, BK)[None, None, :]
-    offs = r.to(tl.int64) * s_r + c * s_c + k  # int64: a 134 MB activation is near 2**31 bytes
+    offs = r.to(tl.int64) * s_r + c * s_c + k  # int64: past 2**31 elements, int32 wraps
     return offs, (r < R) & (c < C) & (k < K)
 
 
@@ -45,7 +58,11 @@ def _channel_sum(v):
     return tl.sum(tl.sum(v, axis=2), axis=0)
 
 
-@triton.jit
+# Compile-time (tl.constexpr) are only the tile sizes. The variant flags are runtime bools (one
+# uniform branch a program: free beside the memory traffic) and the row counts are not
+# specialised on (they only bound loops and row masks): each distinct constexpr or int class
+# (1, multiple of 16, other) is a separate GPU compile, and the tests would compile hundreds.
+@triton.jit(do_not_specialize=["R", "rows_per_split"])
 def _stats_partial_kernel(
     x_ptr,  # (R, C, K) strided, any float dtype
     pmean_ptr, pm2_ptr, pcount_ptr,  # (S, C) fp32: per-split mean, M2, count
@@ -83,13 +100,13 @@ def _stats_partial_kernel(
     tl.store(pcount_ptr + out, count, mask=c < C)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S"])
 def _stats_finalize_kernel(
     pmean_ptr, pm2_ptr, pcount_ptr,  # (S, C) fp32 partials
     mean_ptr, invstd_ptr,  # (C,) fp32 outputs, saved for backward
     rmean_ptr, rvar_ptr, new_rmean_ptr, new_rvar_ptr,  # (C,) running stats: old in, new out
-    S, C, eps, momentum,
-    UPDATE_RUNNING: tl.constexpr, BS: tl.constexpr, BC: tl.constexpr,
+    S, C, eps, momentum, update_running,
+    BS: tl.constexpr, BC: tl.constexpr,
 ):
     c = tl.program_id(0) * BC + tl.arange(0, BC)
     c_ok = c < C
@@ -116,7 +133,7 @@ def _stats_finalize_kernel(
     var = m2 / count  # biased: what training-mode BatchNorm normalises with
     tl.store(mean_ptr + c, mean, mask=c_ok)
     tl.store(invstd_ptr + c, 1.0 / tl.sqrt_rn(var + eps), mask=c_ok)
-    if UPDATE_RUNNING:  # nn.BatchNorm2d: x_new = (1 - momentum) * x + momentum * batch (unbiased)
+    if update_running:  # nn.BatchNorm2d: x_new = (1 - momentum) * x + momentum * batch (unbiased)
         rm = tl.load(rmean_ptr + c, mask=c_ok).to(tl.float32)
         rv = tl.load(rvar_ptr + c, mask=c_ok).to(tl.float32)
         unbiased = m2 / tl.maximum(count - 1.0, 1.0)  # the launcher ensures count >= 2
@@ -126,13 +143,12 @@ def _stats_finalize_kernel(
         tl.store(new_rvar_ptr + c, rv.to(new_rvar_ptr.dtype.element_ty), mask=c_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def _apply_kernel(
     x_ptr, res_ptr, y_ptr,  # (R, C, K) strided, same layout and dtype
-    mean_ptr, inv_ptr,  # (C,): batch mean and invstd, or running mean and var if FROM_VAR
+    mean_ptr, inv_ptr,  # (C,): batch mean and invstd, or running mean and var if from_var
     w_ptr, b_ptr,  # (C,) affine parameters
-    R, C, K, s_r, s_c, eps,
-    HAS_RES: tl.constexpr, FROM_VAR: tl.constexpr,
+    R, C, K, s_r, s_c, eps, has_res, from_var,
     BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
 ):
     """y = relu((x - mean) * invstd * w + b [+ res]): one elementwise pass, one tile a program."""
@@ -142,24 +158,24 @@ def _apply_kernel(
     c = pid_c * BC + tl.arange(0, BC)
     mean = tl.load(mean_ptr + c, mask=c < C, other=0.0).to(tl.float32)
     inv = tl.load(inv_ptr + c, mask=c < C, other=1.0).to(tl.float32)
-    if FROM_VAR:  # eval mode: normalise with the running variance
+    if from_var:  # eval mode: normalise with the running variance
         inv = 1.0 / tl.sqrt_rn(inv + eps)
     scale = tl.load(w_ptr + c, mask=c < C, other=0.0).to(tl.float32) * inv
     shift = tl.load(b_ptr + c, mask=c < C, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     z = (x - mean[None, :, None]) * scale[None, :, None] + shift[None, :, None]
-    if HAS_RES:
+    if has_res:
         z += tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(y_ptr + offs, tl.maximum(z, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R", "rows_per_split"])
 def _bwd_reduce_kernel(
-    dy_ptr, x_ptr, y_ptr, g_ptr,  # (R, C, K) strided; y read and g written only if HAS_RES
+    dy_ptr, x_ptr, y_ptr, g_ptr,  # (R, C, K) strided; y read and g written only if has_res
     mean_ptr, inv_ptr, w_ptr, b_ptr,  # (C,)
     psum_g_ptr, psum_gx_ptr,  # (S, C) fp32 partial sums of g and g * xhat
-    R, C, K, s_r, s_c, rows_per_split,
-    HAS_RES: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    R, C, K, s_r, s_c, rows_per_split, has_res,
+    BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
 ):
     """g = dy * (output > 0); sums g and g * xhat per channel (dbias and dweight)."""
     pid_c, pid_s = tl.program_id(0), tl.program_id(1)
@@ -176,13 +192,13 @@ def _bwd_reduce_kernel(
         for k0 in range(0, K, BK):
             offs, mask = _tile(r0, k0, pid_c, r_hi, C, K, s_r, s_c, BR, BC, BK)
             xhat = (tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32) - mean) * inv
-            if HAS_RES:  # the residual is not saved: the output tells where ReLU passed
+            if has_res:  # the residual is not saved: the output tells where ReLU passed
                 keep = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32) > 0.0
             else:  # recompute the pre-activation exactly as _apply_kernel does
                 keep = xhat * w + b > 0.0
             dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
             g = tl.where(keep & mask, dy, 0.0)
-            if HAS_RES:  # d residual = g; the dx pass then reads g instead of dy and y
+            if has_res:  # d residual = g; the dx pass then reads g instead of dy and y
                 tl.store(g_ptr + offs, g.to(g_ptr.dtype.element_ty), mask=mask)
             sum_g += _channel_sum(g)
             sum_gx += _channel_sum(g * xhat)
@@ -191,7 +207,7 @@ def _bwd_reduce_kernel(
     tl.store(psum_gx_ptr + out, sum_gx, mask=c < C)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S"])
 def _sum_partials_kernel(
     pa_ptr, pb_ptr,  # (S, C) fp32
     a_ptr, b_ptr,  # (C,) fp32: column sums
@@ -209,12 +225,12 @@ def _sum_partials_kernel(
     tl.store(b_ptr + c, b, mask=c < C)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])
 def _bwd_dx_kernel(
     g_ptr, x_ptr, dx_ptr,  # (R, C, K) strided; g is dy (mask recomputed) or the masked grad
     mean_ptr, inv_ptr, w_ptr, b_ptr, sum_g_ptr, sum_gx_ptr,  # (C,)
-    R, C, K, s_r, s_c, inv_count,
-    MASKED: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    R, C, K, s_r, s_c, inv_count, recompute_mask,
+    BR: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
 ):
     """dx = w * invstd * (g - mean(g) - xhat * mean(g * xhat)), means over N, H, W."""
     pid_c = tl.program_id(1)
@@ -228,7 +244,7 @@ def _bwd_dx_kernel(
     mean_gx = tl.load(sum_gx_ptr + c, mask=c < C, other=0.0)[None, :, None] * inv_count
     xhat = (tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32) - mean) * inv
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if not MASKED:
+    if recompute_mask:  # g is dy: apply the ReLU mask as _bwd_reduce_kernel did
         b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(tl.float32)[None, :, None]
         g = tl.where(xhat * w + b > 0.0, g, 0.0)
     dx = (w * inv) * (g - mean_g - xhat * mean_gx)
@@ -247,6 +263,25 @@ INTERPRETED = type(_apply_kernel).__name__ == "InterpretedFunction"
 # Every buffer the launchers allocate comes from these two, so that tests can fill them with NaN
 # first: an element a kernel forgot to write then shows.
 _empty, _empty_like = torch.empty, torch.empty_like
+
+
+# activation-sized tensors read + written, per variant and pass (module docstring's table)
+TRAFFIC = {
+    "bn_relu": {"forward": 3, "backward": 5},
+    "bn_add_relu": {"forward": 4, "backward": 7},
+}
+
+
+def traffic_bytes(numel: int, itemsize: int, residual: bool = False,
+                  passes: tuple[str, ...] = ("forward", "backward")) -> int:
+    """Bytes that must move for ``passes`` over an activation of ``numel`` elements."""
+    per_pass = TRAFFIC["bn_add_relu" if residual else "bn_relu"]
+    return sum(per_pass[p] for p in passes) * numel * itemsize
+
+
+# The dtypes the kernels take (fp32 maths whatever the storage); the modules send others (fp64)
+# to the reference, as nn.BatchNorm2d would compute them.
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -294,18 +329,48 @@ def _same_layout(t: torch.Tensor, v: View3d) -> torch.Tensor:
     return t.contiguous(memory_format=fmt)
 
 
-def choose_tiles(v: View3d, max_tile: int | None = None, programs: int | None = None) -> Tiles:
+# "cuda": what a GPU runs (4096-element tiles, one channel a program for NCHW, ~8 programs an SM
+# in the reductions); "interpret": big tiles and few programs, because the interpreter pays per
+# program. Tests pass plan="cuda" to run the GPU's tiles on the CPU; conftest may change the
+# default.
+PLANS = ("cuda", "interpret")
+DEFAULT_PLAN = "interpret" if INTERPRETED else "cuda"
+# planning for a GPU from the CPU (a test forcing plan="cuda"): the H200 the project is lent
+DEFAULT_SM_COUNT = 132
+
+
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def sm_count_of(x: torch.Tensor) -> int | None:
+    """Streaming multiprocessors of x's GPU (None on the CPU)."""
+    if not x.is_cuda:
+        return None
+    return _sm_count(x.device.index if x.device.index is not None else
+                     torch.cuda.current_device())
+
+
+def choose_tiles(v: View3d, max_tile: int | None = None, programs: int | None = None,
+                 plan: str | None = None, sm_count: int | None = None) -> Tiles:
     """About ``max_tile`` elements a tile; reductions split rows to reach ~``programs`` programs.
 
-    The interpreter's cost grows with the number of programs, so it gets bigger tiles.
+    ``plan`` is "cuda" or "interpret" (default: how the kernels were imported). On "cuda" the
+    reductions aim at 8 programs per streaming multiprocessor (``sm_count``, default the H200's
+    132): 32-64 warps an SM in flight, so each has other work while its loads wait on memory.
     """
-    max_tile = max_tile or (1 << 16 if INTERPRETED else 4096)
-    programs = programs or (1 if INTERPRETED else 1024)
+    plan = plan or DEFAULT_PLAN
+    if plan not in PLANS:
+        raise ValueError(f"unknown tile plan {plan!r}; choose one of: {', '.join(PLANS)}")
+    gpu = plan == "cuda"
+    max_tile = max_tile or (4096 if gpu else 1 << 16)
+    programs = programs or (8 * (sm_count or DEFAULT_SM_COUNT) if gpu else 1)
     if v.K == 1:  # channels_last: channels are contiguous
         bc, bi = min(triton.next_power_of_2(v.C), 128), 1
     else:  # NCHW: H*W contiguous; on a GPU one channel a program, interpreted as few as can be
         bi = min(triton.next_power_of_2(v.K), max_tile)
-        bc = min(triton.next_power_of_2(v.C), max_tile // bi) if INTERPRETED else 1
+        bc = 1 if gpu else min(triton.next_power_of_2(v.C), max_tile // bi)
     bo = max(1, min(max_tile // (bc * bi), triton.next_power_of_2(v.R)))
     c_blocks = triton.cdiv(v.C, bc)
     splits = max(1, min(triton.cdiv(programs, c_blocks), triton.cdiv(v.R, bo)))
@@ -318,6 +383,18 @@ def _rows_per_split(v: View3d, t: Tiles) -> tuple[int, int]:
     return rows, triton.cdiv(v.R, rows)
 
 
+# The (splits, C) partials are merged BS splits x BC channels at a time. Fixed sizes, not sized to
+# the split count: every shape then shares one compiled finalize kernel (a GPU compiles each
+# distinct constexpr anew), and past 64 splits the merge loop runs more than once.
+_PART_BS, _PART_BC = 64, 64
+
+
+def _check_residual(x: torch.Tensor, residual: torch.Tensor | None) -> None:
+    if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype):
+        raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} must match x "
+                         f"{tuple(x.shape)} {x.dtype}")
+
+
 def _check(x: torch.Tensor, *vectors: torch.Tensor) -> View3d:
     v = view3d(x)
     if not (x.is_cuda or INTERPRETED):
@@ -327,7 +404,7 @@ def _check(x: torch.Tensor, *vectors: torch.Tensor) -> View3d:
         if t is not None and (t.shape != (v.C,) or t.device != x.device):
             raise ValueError(f"expected per-channel tensors of shape ({v.C},) on {x.device}, "
                              f"got {tuple(t.shape)} on {t.device}")
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    if x.dtype not in DTYPES:
         raise ValueError(f"unsupported dtype {x.dtype}: use float32, float16 or bfloat16")
     return v
 
@@ -345,11 +422,13 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     ``launch`` wraps each kernel (torch.library.wrap_triton inside the custom op).
     """
     v = _check(x, weight, bias, running_mean, running_var)
+    _check_residual(x, residual)  # before any kernel runs
     if v.count < 2:
         raise ValueError(f"expected more than 1 value per channel when training, got {v.count}")
-    t = tiles or choose_tiles(v)
+    t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     rows, splits = _rows_per_split(v, t)
-    part = _empty((3, splits, v.C), device=x.device, dtype=torch.float32)
+    # three allocations, not slices of one: each starts 16-byte aligned (one compile, not two)
+    part = [_empty((splits, v.C), device=x.device, dtype=torch.float32) for _ in range(3)]
     launch(_stats_partial_kernel)[(triton.cdiv(v.C, t.block_c), splits)](
         x, part[0], part[1], part[2], v.R, v.C, v.K, v.s_r, v.s_c, rows,
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
@@ -359,11 +438,10 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     update = running_mean is not None and running_var is not None
     new_rm = _empty_like(running_mean) if update else None
     new_rv = _empty_like(running_var) if update else None
-    launch(_stats_finalize_kernel)[(triton.cdiv(v.C, 64),)](
+    launch(_stats_finalize_kernel)[(triton.cdiv(v.C, _PART_BC),)](
         part[0], part[1], part[2], mean, invstd,
         *((running_mean, running_var, new_rm, new_rv) if update else (mean, mean, mean, mean)),
-        splits, v.C, eps, momentum, UPDATE_RUNNING=update,
-        BS=min(triton.next_power_of_2(splits), 64), BC=64)
+        splits, v.C, eps, momentum, update, BS=_PART_BS, BC=_PART_BC)
     y = _apply(x, residual, mean, invstd, weight, bias, v, t, eps, False, launch)
     return y, mean, invstd, new_rm, new_rv
 
@@ -372,20 +450,18 @@ def bn_relu_eval(x, weight, bias, running_mean, running_var, residual=None, eps=
                  tiles=None, launch=lambda k: k):
     """Eval-mode forward with the running statistics: one elementwise pass."""
     v = _check(x, weight, bias, running_mean, running_var)
-    t = tiles or choose_tiles(v)
+    _check_residual(x, residual)
+    t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     return _apply(x, residual, running_mean, running_var, weight, bias, v, t, eps, True, launch)
 
 
 def _apply(x, residual, mean, inv, weight, bias, v, t, eps, from_var, launch):
     if residual is not None:
-        if residual.shape != x.shape or residual.dtype != x.dtype:
-            raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} must match x "
-                             f"{tuple(x.shape)} {x.dtype}")
         residual = _same_layout(residual, v)
     y = _empty_like(x)  # keeps x's memory format
     launch(_apply_kernel)[_elementwise_grid(v, t)](
         x, residual if residual is not None else x, y, mean, inv, weight, bias,
-        v.R, v.C, v.K, v.s_r, v.s_c, eps, HAS_RES=residual is not None, FROM_VAR=from_var,
+        v.R, v.C, v.K, v.s_r, v.s_c, eps, residual is not None, from_var,
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     return y
 
@@ -397,25 +473,24 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     (the residual is not saved), and d residual is the masked grad.
     """
     v = _check(x, weight, bias, mean, invstd)
-    t = tiles or choose_tiles(v)
+    t = tiles or choose_tiles(v, sm_count=sm_count_of(x))
     dy = _same_layout(dy, v)
     has_res = y is not None
     g = _empty_like(x) if has_res else None
     rows, splits = _rows_per_split(v, t)
-    part = _empty((2, splits, v.C), device=x.device, dtype=torch.float32)
+    part = [_empty((splits, v.C), device=x.device, dtype=torch.float32) for _ in range(2)]
     launch(_bwd_reduce_kernel)[(triton.cdiv(v.C, t.block_c), splits)](
         dy, x, _same_layout(y, v) if has_res else x, g if has_res else dy,
-        mean, invstd, weight, bias, part[0], part[1], v.R, v.C, v.K, v.s_r, v.s_c, rows,
-        HAS_RES=has_res, BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
+        mean, invstd, weight, bias, part[0], part[1], v.R, v.C, v.K, v.s_r, v.s_c, rows, has_res,
+        BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     # sum g = dbias, sum g * xhat = dweight (fp32; separate: outputs must not alias)
     dbias = _empty(v.C, device=x.device, dtype=torch.float32)
     dweight = _empty(v.C, device=x.device, dtype=torch.float32)
-    launch(_sum_partials_kernel)[(triton.cdiv(v.C, 64),)](
-        part[0], part[1], dbias, dweight, splits, v.C,
-        BS=min(triton.next_power_of_2(splits), 64), BC=64)
+    launch(_sum_partials_kernel)[(triton.cdiv(v.C, _PART_BC),)](
+        part[0], part[1], dbias, dweight, splits, v.C, BS=_PART_BS, BC=_PART_BC)
     dx = _empty_like(x)
     launch(_bwd_dx_kernel)[_elementwise_grid(v, t)](
         g if has_res else dy, x, dx, mean, invstd, weight, bias, dbias, dweight,
-        v.R, v.C, v.K, v.s_r, v.s_c, 1.0 / v.count, MASKED=has_res,
+        v.R, v.C, v.K, v.s_r, v.s_c, 1.0 / v.count, not has_res,
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     return dx, dweight.to(weight.dtype), dbias.to(bias.dtype), g

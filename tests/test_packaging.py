@@ -57,3 +57,31 @@ def test_pyproject_lists_every_package():
             found.add(".".join([name, *init.relative_to(REPO / top).parts[:-1]]))
     assert found == set(config["packages"])
     assert config["package-dir"] == {"fastcifar.kernels": "kernels"}
+
+
+def test_kernels_import_nothing_of_fastcifar():
+    # kernels/ is a leaf: models -> kernels, never back (the drop-in modules live in
+    # fastcifar.models.fused). Every import statement, at any depth of any kernels/*.py.
+    import ast
+
+    for path in sorted((REPO / "kernels").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # a relative import stays inside kernels/ only at level 1
+                assert node.level <= 1, f"{path.name}:{node.lineno} imports above kernels/"
+                names = [node.module or ""] if node.level == 0 else []
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] != "fastcifar", f"{path.name}:{node.lineno} {name}"
+
+
+def test_importing_the_kernels_loads_no_other_fastcifar_module():
+    pytest.importorskip("triton")
+    code = ("import sys, fastcifar.kernels.autograd; print(sorted(m for m in sys.modules "
+            "if m.startswith('fastcifar') and not m.startswith('fastcifar.kernels')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['fastcifar']"  # the package itself, which maps kernels/ in

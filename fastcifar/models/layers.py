@@ -58,7 +58,7 @@ def _triton_impl() -> Norm:
         raise ImportError(f"bn_relu='triton' needs the triton package (it comes with the CUDA "
                           f"builds of torch) and torch >= 2.6 (this is {torch.__version__}); "
                           "or use bn_relu='eager'")
-    from fastcifar.kernels.autograd import TRITON
+    from fastcifar.models.fused import TRITON
 
     return TRITON
 

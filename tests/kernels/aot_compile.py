@@ -17,6 +17,7 @@ from triton.compiler import ASTSource
 from fastcifar.kernels import bn_relu as K
 
 SCALARS_FP32 = {"eps", "momentum", "inv_count"}
+FLAGS = {"has_res", "from_var", "update_running", "recompute_mask"}  # runtime bools
 SHAPES = [(512, 128, 32, 32), (512, 512, 8, 8)]
 
 
@@ -29,6 +30,8 @@ def signature(kernel, data_type: str, constexprs: dict) -> dict:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
             sig[name] = "*" + (data_type if name in activations else "fp32")
+        elif name in FLAGS:
+            sig[name] = "u1"
         else:
             sig[name] = "fp32" if name in SCALARS_FP32 else "i32"
     return sig
@@ -38,15 +41,15 @@ def specialisations():
     for shape in SHAPES:
         for fmt in (torch.contiguous_format, torch.channels_last):
             x = torch.empty(shape, device="meta").contiguous(memory_format=fmt)
-            t = K.choose_tiles(K.view3d(x))
+            t = K.choose_tiles(K.view3d(x), plan="cuda")
             tile = dict(BR=t.block_r, BC=t.block_c, BK=t.block_k)
-            yield K._stats_partial_kernel, tile, t.num_warps
-            for res in (False, True):
-                yield K._apply_kernel, dict(HAS_RES=res, FROM_VAR=not res, **tile), t.num_warps
-                yield K._bwd_reduce_kernel, dict(HAS_RES=res, **tile), t.num_warps
-                yield K._bwd_dx_kernel, dict(MASKED=res, **tile), t.num_warps
-    yield K._stats_finalize_kernel, dict(UPDATE_RUNNING=True, BS=64, BC=64), 4
-    yield K._sum_partials_kernel, dict(BS=64, BC=64), 4
+            # the variant flags are runtime bools: one compile serves relu, add_relu and eval
+            for kernel in (K._stats_partial_kernel, K._apply_kernel, K._bwd_reduce_kernel,
+                           K._bwd_dx_kernel):
+                yield kernel, tile, t.num_warps
+    partials = dict(BS=K._PART_BS, BC=K._PART_BC)
+    yield K._stats_finalize_kernel, partials, 4
+    yield K._sum_partials_kernel, partials, 4
 
 
 def main(archs) -> int:

@@ -1,113 +1,54 @@
-"""The Triton BatchNorm+ReLU kernels against a float64 PyTorch reference.
+"""The Triton BatchNorm+ReLU kernels, through their launchers, against a float64 reference.
 
-On the CPU the kernels run under Triton's interpreter: scripts/test.sh sets TRITON_INTERPRET=1
-before anything imports triton. Sizes stay small (the interpreter pays per program). On a GPU the
-same tests run on CUDA tensors, plus the ``gpu``-marked ones.
+Sizes stay small on the CPU (the interpreter pays per program), but the tile plan a GPU runs
+(``plan="cuda"``: one channel a program for NCHW, hundreds of reduction splits for
+channels_last) runs here too, at CIFAR's 32x32 and 8x8. The fused modules are tested in
+test_fused.py.
 """
-
-import math
 
 import pytest
 import torch
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
+import triton.language as tl  # noqa: E402
+from kernel_testing import (  # noqa: E402
+    DEVICE,
+    DTYPES,
+    STAT_TOL,
+    TOL,
+    check_train_step,
+    close,
+    layout,
+    make_inputs,
+    needs_kernels,
+    poison_buffers,  # noqa: F401
+    reference64,
+)
 
-from fastcifar.kernels import autograd as A  # noqa: E402
 from fastcifar.kernels import bn_relu as K  # noqa: E402
 from fastcifar.kernels import reference as R  # noqa: E402
-from fastcifar.models import create_model  # noqa: E402
-from fastcifar.models.layers import BatchNormAddReLU2d, BatchNormReLU2d  # noqa: E402
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
-pytestmark = pytest.mark.skipif(
-    not (CUDA or K.INTERPRETED),
-    reason="needs CUDA, or TRITON_INTERPRET=1 set before import (./scripts/test.sh sets it)")
-
-
-def gpu(test):
-    return pytest.mark.gpu(pytest.mark.skipif(not CUDA, reason="needs a CUDA device")(test))
-
-
-
-# (atol, rtol) against float64 maths on the same input values. The kernels compute in fp32, so
-# the error is fp32 rounding (a few 1e-7 over these sizes) plus rounding the result to the
-# storage dtype: fp16 keeps 11 significant bits (2**-11 ~ 5e-4 relative), bf16 8 (2**-8 ~ 4e-3,
-# and the interpreter truncates rather than rounds, so up to one full ulp).
-TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1e-2, 1e-2)}
-# dweight and dbias are fp32 sums whatever the input dtype: only fp32 rounding (and the dtype of
-# dx's inputs, which are exact in float64) separates them from the reference.
-PARAM_TOL = (1e-4, 1e-4)
+pytestmark = [needs_kernels, pytest.mark.usefixtures("poison_buffers")]
 
 # (N, C, H, W): odd sizes; C not a power of two; N*H*W not a multiple of any block size;
-# resnet_final's channel counts at tiny spatial sizes; H = W = 1 (both layouts coincide).
-SHAPES = [(3, 37, 5, 7), (2, 32, 3, 3), (2, 128, 2, 3), (2, 512, 2, 2), (5, 3, 1, 1)]
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# resnet_final's widest channel count at a tiny spatial size; H = W = 1 (both layouts coincide).
+# On a GPU each shape class compiles its own specialisations (see kernel_testing): there the
+# matrix keeps the odd shape, whose tiles most other tests share, and test_cuda_tile_plan_...
+# covers the power-of-two channel counts.
+# fp16 runs there only in test_fp16_accumulates_in_fp32_over_many_values (the GPU trains in bf16).
+ON_GPU_PLAN = K.DEFAULT_PLAN == "cuda"
+SHAPES = [(3, 37, 5, 7)] if ON_GPU_PLAN else [(3, 37, 5, 7), (2, 512, 2, 2), (5, 3, 1, 1)]
+MATRIX_DTYPES = [torch.float32, torch.bfloat16] if ON_GPU_PLAN else DTYPES
 
 
-@pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    """Every buffer the launchers allocate starts as NaN, so unwritten elements show."""
-    nan = lambda t: t.fill_(math.nan) if t.is_floating_point() else t
-    monkeypatch.setattr(K, "_empty", lambda *a, **kw: nan(torch.empty(*a, **kw)))
-    monkeypatch.setattr(K, "_empty_like", lambda *a, **kw: nan(torch.empty_like(*a, **kw)))
-
-
-def make_inputs(shape, dtype, channels_last, residual):
-    """Random, never-zero inputs: a shifted, scaled batch (its mean is not 0, its std not 1)."""
-    n, c, h, w = shape
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = (torch.randn(shape, device=DEVICE) * 3 + 2).to(dtype).contiguous(memory_format=fmt)
-    res = torch.randn(shape, device=DEVICE).to(dtype).contiguous(memory_format=fmt)
-    weight = torch.rand(c, device=DEVICE) + 0.5
-    bias = torch.randn(c, device=DEVICE)
-    running = (torch.randn(c, device=DEVICE), torch.rand(c, device=DEVICE) + 0.5)
-    return x, weight, bias, res if residual else None, running
-
-
-def reference64(x, weight, bias, residual, running, dy, momentum=0.1):
-    """Outputs, stats, new running stats and grads in float64 from the same input values."""
-    leaves = [t.double().requires_grad_() for t in (x, weight, bias)]
-    res = residual.double().requires_grad_() if residual is not None else None
-    rm, rv = (t.double() for t in running)
-    y = R.bn_relu(*leaves, rm, rv, True, momentum, 1e-5, res)
-    y.backward(dy.double())
-    mean, invstd, _ = R.batch_stats(x.double())
-    grads = [t.grad for t in leaves] + [res.grad if res is not None else None]
-    return y.detach(), mean, invstd, (rm, rv), grads
-
-
-def close(actual, expected, tol, what):
-    atol, rtol = tol
-    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol, msg=what)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", MATRIX_DTYPES, ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("residual", [False, True], ids=["relu", "add_relu"])
 def test_forward_and_backward_match_float64(shape, channels_last, dtype, residual):
     x, weight, bias, res, running = make_inputs(shape, dtype, channels_last, residual)
     dy = torch.randn(shape, device=DEVICE).to(dtype)
-    y, mean, invstd, new_rm, new_rv = K.bn_relu_forward(x, weight, bias, res, *running, 0.1, 1e-5)
-    ref_y, ref_mean, ref_invstd, ref_running, ref_grads = reference64(x, weight, bias, res,
-                                                                      running, dy)
-    assert y.dtype == dtype and y.stride() == x.stride()
-    close(y, ref_y, TOL[dtype], "output")
-    # saved stats and running stats are fp32 whatever the input dtype
-    close(mean, ref_mean, (1e-5, 1e-5), "saved mean")
-    close(invstd, ref_invstd, (1e-5, 1e-5), "saved invstd")
-    close(new_rm, ref_running[0], (1e-5, 1e-5), "running mean")
-    close(new_rv, ref_running[1], (1e-5, 1e-5), "running var")
-    saved_y = y if residual else None  # the residual variant's mask comes from its output
-    dx, dw, db, dres = K.bn_relu_backward(dy, x, weight, bias, mean, invstd, saved_y)
-    close(dx, ref_grads[0], TOL[dtype], "grad x")
-    close(dw, ref_grads[1], PARAM_TOL, "grad weight")
-    close(db, ref_grads[2], PARAM_TOL, "grad bias")
-    if residual:
-        close(dres, ref_grads[3], TOL[dtype], "grad residual")
-    else:
-        assert dres is None
+    check_train_step(x, weight, bias, res, running, dy)
 
 
 # Tiny tiles force what the default (big) tiles skip on these small inputs: several programs
@@ -115,30 +56,103 @@ def test_forward_and_backward_match_float64(shape, channels_last, dtype, residua
 # program, a partial last row block, partial channel blocks and H*W split over blocks.
 @pytest.mark.parametrize("channels_last, tiles", [
     (False, K.Tiles(block_r=2, block_c=4, block_k=8, splits=2)),
-    (True, K.Tiles(block_r=16, block_c=4, block_k=1, splits=3)),
+    (True, K.Tiles(block_r=2, block_c=4, block_k=1, splits=3)),
 ], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("residual", [False, True], ids=["relu", "add_relu"])
 def test_small_tiles_split_and_loop(channels_last, tiles, residual):
     shape = (3, 5, 5, 7)
     x, weight, bias, res, running = make_inputs(shape, torch.float32, channels_last, residual)
-    dy = torch.randn(shape, device=DEVICE)
-    y, mean, invstd, new_rm, new_rv = K.bn_relu_forward(x, weight, bias, res, *running, 0.1, 1e-5,
-                                                        tiles=tiles)
-    ref_y, ref_mean, ref_invstd, ref_running, ref_grads = reference64(x, weight, bias, res,
-                                                                      running, dy)
-    tol = TOL[torch.float32]
-    for got, want, what in [(y, ref_y, "y"), (mean, ref_mean, "mean"),
-                            (invstd, ref_invstd, "invstd"), (new_rm, ref_running[0], "rm"),
-                            (new_rv, ref_running[1], "rv")]:
-        close(got, want, tol, what)
-    grads = K.bn_relu_backward(dy, x, weight, bias, mean, invstd, y if residual else None,
-                               tiles=tiles)
-    for got, want, what in zip(grads, ref_grads, ["dx", "dweight", "dbias", "dresidual"]):
-        if want is not None:
-            close(got, want, PARAM_TOL if what in ("dweight", "dbias") else tol, what)
+    check_train_step(x, weight, bias, res, running, torch.randn(shape, device=DEVICE),
+                     tiles=tiles)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+# More than 64 splits (the finalize and partial-sum kernels merge 64 at a time, so their loops
+# run twice) and a row count the splits do not divide (the last program owns fewer rows and must
+# neither read nor write past them). Rows of 2: the interpreter's cost is per program.
+@pytest.mark.parametrize("shape, channels_last, residual, tiles", [
+    # asks for 70 splits; 66 of 2 rows cover the 131: the launchers must use the count they
+    # computed, not the one asked for
+    ((131, 3, 2, 3), False, True, K.Tiles(block_r=2, block_c=4, block_k=8, splits=70)),
+    ((1, 8, 7, 19), True, False, K.Tiles(block_r=2, block_c=4, block_k=1, splits=67)),
+], ids=["nchw-add_relu", "channels_last-relu"])
+def test_many_splits_uneven_rows(shape, channels_last, residual, tiles):
+    x, weight, bias, res, running = make_inputs(shape, torch.float32, channels_last, residual)
+    v = K.view3d(x)
+    rows, splits = K._rows_per_split(v, tiles)
+    assert splits > 64 and v.R % rows != 0, "the shape no longer tests what it says"
+    check_train_step(x, weight, bias, res, running, torch.randn(shape, device=DEVICE),
+                     tiles=tiles)
+
+
+# The tiles the launchers choose on a GPU, run here: CIFAR's spatial sizes, resnet_final's
+# channel counts, one channel a program for NCHW, 64 channels a tile for channels_last. bf16
+# channels_last is what the GPU trains in; NCHW in fp32 (and batch 2) shares its compiles with
+# the resnet_final test in test_fused.py.
+@pytest.mark.parametrize("shape, channels_last, residual, dtype", [
+    ((2, 64, 32, 32), False, False, torch.float32), ((2, 64, 32, 32), True, True, torch.bfloat16),
+    ((2, 64, 8, 8), False, True, torch.float32), ((4, 64, 8, 8), True, False, torch.bfloat16),
+], ids=["nchw-32x32", "channels_last-32x32-add", "nchw-8x8-add", "channels_last-8x8"])
+def test_cuda_tile_plan_at_cifar_shapes(shape, channels_last, residual, dtype):
+    x, weight, bias, res, running = make_inputs(shape, dtype, channels_last, residual)
+    tiles = K.choose_tiles(K.view3d(x), plan="cuda")
+    assert tiles.block_r * tiles.block_c * tiles.block_k <= 4096
+    if not channels_last:
+        assert tiles.block_c == 1  # one channel a program
+    check_train_step(x, weight, bias, res, running, torch.randn(shape, device=DEVICE).to(dtype),
+                     tiles=tiles)
+
+
+def test_fp16_accumulates_in_fp32_over_many_values():
+    # 131072 values a channel, summed by one program over 16 tiles of the GPU's plan: an fp16
+    # sum of them overflows (max 65504) and an fp16 mean stops moving long before; only fp32
+    # accumulation reaches fp32 accuracy here
+    shape = (2, 1, 256, 256)
+    x, weight, bias, _, running = make_inputs(shape, torch.float16, False, False)
+    tiles = K.choose_tiles(K.view3d(x), plan="cuda")
+    assert x[0, 0].numel() // tiles.block_k >= 16
+    check_train_step(x, weight, bias, None, running,
+                     torch.randn(shape, device=DEVICE).to(torch.float16), tiles=tiles)
+
+
+@pytest.mark.parametrize("x_channels_last", [False, True], ids=["nchw_x", "channels_last_x"])
+def test_residual_and_grad_in_another_memory_format(x_channels_last):
+    # the residual and the upstream grad arrive in the other layout; the kernels index both
+    # with x's strides, so the launchers must convert them
+    shape = (3, 37, 5, 7)
+    x, weight, bias, res, running = make_inputs(shape, torch.float32, x_channels_last, True,
+                                                res_channels_last=not x_channels_last)
+    dy = torch.randn(shape, device=DEVICE).contiguous(memory_format=layout(not x_channels_last))
+    check_train_step(x, weight, bias, res, running, dy)
+
+
+def _with_small_channel(shape, std, channels_last):
+    """Inputs whose channel 1 has standard deviation ``std`` (variance near eps) about 0."""
+    x, weight, bias, res, running = make_inputs(shape, torch.float32, channels_last, True)
+    x = x.clone()
+    x[:, 1] = std * torch.randn_like(x[:, 1])
+    running[1][1] = std * std  # eval: a running variance near eps too
+    return x, weight, bias, res, running
+
+
+# eps and momentum other than the defaults, and a channel whose variance is near eps: with
+# variances ~9 (the other channels) where eps sits in invstd = rsqrt(var + eps) cannot show.
+@pytest.mark.parametrize("eps, momentum, std", [(1e-5, 0.1, 3e-3), (1e-3, 0.3, 3e-2)],
+                         ids=["default-eps", "eps1e-3-momentum0.3"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_eps_momentum_and_variance_near_eps(eps, momentum, std, channels_last):
+    shape = (3, 37, 5, 7)
+    x, weight, bias, res, running = _with_small_channel(shape, std, channels_last)
+    # that channel's invstd (~230) multiplies fp32 rounding in dx 230-fold: 1e-4 absolute
+    check_train_step(x, weight, bias, res, running, torch.randn(shape, device=DEVICE),
+                     momentum=momentum, eps=eps, tol=(1e-4, 1e-5))
+    y = K.bn_relu_eval(x, weight, bias, *running, res, eps)
+    rm, rv = (t.double() for t in running)
+    ref = R.bn_relu(x.double(), weight.double(), bias.double(), rm, rv, False, momentum, eps,
+                    res.double())
+    close(y, ref, TOL[torch.float32], "eval output")
+
+
+@pytest.mark.parametrize("dtype", MATRIX_DTYPES, ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("residual", [False, True], ids=["relu", "add_relu"])
 def test_eval_uses_running_stats(channels_last, dtype, residual):
@@ -147,121 +161,92 @@ def test_eval_uses_running_stats(channels_last, dtype, residual):
     rm, rv = (t.double() for t in running)
     ref = R.bn_relu(x.double(), weight.double(), bias.double(), rm, rv, False, 0.1, 1e-5,
                     res.double() if residual else None)
+    assert y.stride() == x.stride()
     close(y, ref, TOL[dtype], "eval output")
 
 
 def test_numerically_sound_variance():
     # a large mean and a small spread: E[x^2] - E[x]^2 in fp32 would lose every digit here
-    x = (1000 + 0.01 * torch.randn(4, 3, 8, 8, device=DEVICE, dtype=torch.float64)).float()
+    x = (1000 + 0.01 * torch.randn(4, 3, 7, 9, device=DEVICE, dtype=torch.float64)).float()
     ones, zeros = torch.ones(3, device=DEVICE), torch.zeros(3, device=DEVICE)
     _, mean, invstd, _, _ = K.bn_relu_forward(x, ones, zeros)
     _, ref_mean, ref_invstd, _, _ = reference64(x, ones, zeros, None, (zeros, ones),
                                                 torch.ones_like(x))
+    close(mean, ref_mean, STAT_TOL, "mean")
     close(invstd, ref_invstd, (0, 1e-3), "invstd")
+
+
+@triton.jit
+def _offsets_kernel(out_ptr, r0, s_r, BR: tl.constexpr):
+    offs, _ = K._tile(r0, 0, 0, r0 + BR, 1, 1, s_r, 1, BR, 1, 1)
+    tl.store(out_ptr + tl.arange(0, BR)[:, None, None], offs)
+
+
+def test_tile_offsets_do_not_overflow_int32():
+    # an activation past 2**31 elements (batch 512 x 512 channels x 128 x 64) needs int64
+    # offsets; too big to allocate here, so check the offset arithmetic itself
+    r0, s_r, rows = 1 << 20, 1 << 12, 4
+    out = torch.zeros(rows, dtype=torch.int64, device=DEVICE)
+    _offsets_kernel[(1,)](out, r0, s_r, BR=rows)
+    want = (torch.arange(rows, dtype=torch.int64) + r0) * s_r
+    assert out.cpu().tolist() == want.tolist()
 
 
 def test_launcher_rejects_bad_input():
     w = torch.ones(4, device=DEVICE)
+    x = torch.randn(2, 4, 3, 3, device=DEVICE)
     with pytest.raises(ValueError, match="4-D"):
         K.bn_relu_forward(torch.randn(2, 4, 3, device=DEVICE), w, w)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         K.bn_relu_forward(torch.randn(1, 4, 1, 1, device=DEVICE), w, w)
     with pytest.raises(ValueError, match=r"shape \(4,\)"):
-        K.bn_relu_forward(torch.randn(2, 4, 3, 3, device=DEVICE), w[:3], w)
+        K.bn_relu_forward(x, w[:3], w)
     with pytest.raises(ValueError, match="NCHW-contiguous or channels_last"):
         K.bn_relu_forward(torch.randn(2, 3, 4, 3, device=DEVICE).transpose(1, 2), w, w)
+    with pytest.raises(ValueError, match="unsupported dtype torch.float64"):
+        K.bn_relu_forward(x.double(), w, w)  # the modules send fp64 to the reference instead
+    with pytest.raises(ValueError, match="must match x"):
+        K.bn_relu_forward(x, w, w, residual=x.half())
+    with pytest.raises(ValueError, match="unknown tile plan"):
+        K.choose_tiles(K.view3d(x), plan="tpu")
 
 
 # --------------------------------------------------------------------------------------------
-# Modules and models
+# Tile plans and the traffic model (plain Python: no kernel runs)
 # --------------------------------------------------------------------------------------------
 
 
-def _pair(fused_cls, eager_cls, channels, **kw):
-    fused, eager = fused_cls(channels, **kw).to(DEVICE), eager_cls(channels, **kw).to(DEVICE)
-    with torch.no_grad():
-        fused.weight.uniform_(0.5, 1.5)
-        fused.bias.normal_()
-    eager.load_state_dict(fused.state_dict())  # same keys as nn.BatchNorm2d
-    return fused, eager
+def _view(shape, channels_last):
+    return K.view3d(torch.empty(shape, device="meta").contiguous(memory_format=layout(
+        channels_last)))
 
 
-@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
-@pytest.mark.parametrize("residual", [False, True], ids=["relu", "add_relu"])
-def test_module_matches_eager_over_steps(residual, momentum):
-    classes = ((A.BatchNormAddReLU2d, BatchNormAddReLU2d) if residual
-               else (A.BatchNormReLU2d, BatchNormReLU2d))
-    fused, eager = _pair(*classes, 6, momentum=momentum)
-    for step in range(3):  # two training steps, then eval: running stats must carry over
-        if step == 2:
-            fused.eval(), eager.eval()
-        x = (torch.randn(2, 6, 3, 5, device=DEVICE) + step).requires_grad_()
-        args = [x, torch.randn_like(x).requires_grad_()] if residual else [x]
-        outs = []
-        for module in (fused, eager):
-            for t in args:
-                t.grad = None
-            module.zero_grad()
-            y = module(*args)
-            y.backward(torch.cos(y))  # a varied upstream grad
-            outs.append([y, *(t.grad for t in args), module.weight.grad, module.bias.grad])
-        for got, want in zip(*outs):  # fp32 end to end: fp32 rounding only
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-        for key, value in eager.state_dict().items():
-            torch.testing.assert_close(fused.state_dict()[key], value, atol=1e-6, rtol=1e-6,
-                                       msg=key)
+def test_cuda_plan_at_resnet_final_batch_512():
+    for (c, hw), channels_last in [((64, 32), True), ((512, 8), True), ((128, 32), False)]:
+        v = _view((512, c, hw, hw), channels_last)
+        t = K.choose_tiles(v, plan="cuda")
+        rows, splits = K._rows_per_split(v, t)
+        assert t.block_r * t.block_c * t.block_k <= 4096
+        assert rows % t.block_r == 0 and (splits - 1) * rows < v.R <= splits * rows
+        if channels_last:  # what the CPU tests above force: hundreds of splits
+            assert splits >= 256 and t.block_k == 1
+        else:
+            assert t.block_c == 1 and t.block_k == hw * hw
+    # the reductions aim at 8 programs a streaming multiprocessor
+    v = _view((512, 64, 32, 32), True)
+    assert K.choose_tiles(v, plan="cuda", sm_count=66).splits * 2 == K.choose_tiles(
+        v, plan="cuda", sm_count=132).splits == 8 * 132
 
 
-def test_cpu_tensors_fall_back_to_the_reference(monkeypatch):
-    # what happens without TRITON_INTERPRET: CPU tensors must never reach a Triton kernel
-    monkeypatch.setattr(K, "INTERPRETED", False)
-    monkeypatch.setattr(K, "bn_relu_forward", lambda *a, **kw: pytest.fail("kernel called"))
-    fused, eager = _pair(A.BatchNormAddReLU2d, BatchNormAddReLU2d, 4)
-    fused, eager = fused.cpu(), eager.cpu()
-    x, r = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
-    torch.testing.assert_close(fused(x, r), eager(x, r), atol=0, rtol=0)
-    torch.testing.assert_close(fused.running_var, eager.running_var, atol=0, rtol=0)
-    with pytest.raises(RuntimeError, match="need CUDA tensors"):
-        K._check(x)
+def test_interpreter_plan_uses_few_programs():
+    v = _view((4, 64, 32, 32), False)
+    t = K.choose_tiles(v, plan="interpret")
+    assert t.splits == 1 and t.block_c > 1  # many channels a program: the interpreter pays per
+    assert t.block_r * t.block_c * t.block_k == 1 << 16
 
 
-def test_resnet_final_triton_matches_eager():
-    torch.manual_seed(0)
-    fused = create_model("resnet_final", bn_relu="triton").to(DEVICE)
-    eager = create_model("resnet_final", bn_relu="eager").to(DEVICE)
-    assert isinstance(fused.features[0].bn1, A.BatchNormReLU2d)
-    assert isinstance(fused.features[0].bn2, A.BatchNormAddReLU2d)
-    eager.load_state_dict(fused.state_dict())
-    x = torch.randn(2, 3, 32, 32, device=DEVICE)
-    outs = [model(x) for model in (fused, eager)]
-    for out in outs:
-        out.logsumexp(1).sum().backward()
-    # fp32 throughout; ten BatchNorms and twelve convolutions compound fp32 rounding, and the
-    # logits are O(0.1): 1e-4 absolute is ~1e3 fp32 ulps of slack, far below any real bug
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-4, rtol=1e-4)
-    for (name, p), q in zip(fused.named_parameters(), eager.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-3, msg=name)
-    for key, value in eager.state_dict().items():
-        torch.testing.assert_close(fused.state_dict()[key], value, atol=1e-5, rtol=1e-5, msg=key)
-
-
-@gpu
-def test_resnet_final_bf16_autocast_and_compile_on_gpu():
-    torch.manual_seed(0)
-    cl = torch.channels_last
-    fused = create_model("resnet_final", bn_relu="triton").cuda().to(memory_format=cl)
-    eager = create_model("resnet_final", bn_relu="eager").cuda().to(memory_format=cl)
-    eager.load_state_dict(fused.state_dict())
-    compiled = torch.compile(fused, fullgraph=True)  # no graph break allowed
-    x = torch.randn(64, 3, 32, 32, device="cuda").to(memory_format=cl)
-    outs = []
-    for model in (compiled, eager):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(x)
-        out.float().logsumexp(1).sum().backward()
-        outs.append(out.float())
-    # bf16 activations (8 significant bits) through twelve convolutions: a few 1e-2 at most
-    torch.testing.assert_close(outs[0], outs[1], atol=5e-2, rtol=5e-2)
-    for (name, p), q in zip(fused.named_parameters(), eager.parameters()):
-        scale = q.grad.abs().max().item() + 1e-12
-        assert (p.grad - q.grad).abs().max().item() <= 5e-2 * scale, name
+def test_traffic_model():
+    n, fp16 = 1000, 2
+    assert K.traffic_bytes(n, fp16) == 8 * n * fp16  # 3n forward + 5n backward
+    assert K.traffic_bytes(n, fp16, residual=True) == 11 * n * fp16
+    assert K.traffic_bytes(n, 4, passes=("forward",)) == 3 * n * 4

@@ -29,7 +29,7 @@ def test_auto_is_triton_only_with_cuda(monkeypatch):
     assert layers.resolve_bn_relu("auto") is layers.EAGER
     pytest.importorskip("triton")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    from fastcifar.kernels.autograd import TRITON
+    from fastcifar.models.fused import TRITON
 
     assert layers.resolve_bn_relu("auto") is TRITON
 

@@ -1,0 +1,72 @@
+"""benchmarks/kernel_bn_relu.py: its order of configurations, its budget, and a CPU rehearsal
+end to end (tiny shapes, the kernels under the interpreter)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "kernel_bn_relu.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("kernel_bn_relu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configurations_most_important_first():
+    bench = _module()
+    default = bench.configurations(["fp32", "bf16"], bench.VARIANTS, full=False, quick=False,
+                                   batch=512)
+    # bf16 channels_last at resnet_final's shapes first, then bf16 NCHW, then fp32
+    keys = [(c["dtype"], c["layout"]) for c in default]
+    assert keys[:10] == [("bf16", "channels_last")] * 10
+    assert keys[10:14] == [("bf16", "nchw")] * 4
+    assert {k for k in keys[14:]} == {("fp32", "channels_last"), ("fp32", "nchw")}
+    assert default[0]["shape"] == (512, 32, 32, 32)
+    assert len(bench.configurations(["bf16", "fp32"], bench.VARIANTS, True, False, 512)) == 40
+    assert len(bench.configurations(["bf16"], bench.VARIANTS, False, False, 512)) == 14
+
+
+def _run(tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # it sets it itself
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick",
+                           "--out", str(tmp_path), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads((tmp_path / "kernel_bn_relu.json").read_text())
+
+
+def test_cpu_rehearsal_end_to_end(tmp_path):
+    pytest.importorskip("triton")
+    result = _run(tmp_path, "--variants", "bn_relu", "bn_add_relu")
+    assert result["complete"] and not result["skipped"]
+    assert [r["variant"] for r in result["rows"]][:2] == ["bn_relu", "bn_add_relu"]
+    assert len(result["rows"]) == len(result["planned"]) == 8
+    for row in result["rows"]:
+        assert row["triton_ms"] > 0 and row["eager_ms"] > 0 and row["triton_GBs"] > 0
+    assert result["traffic_tensors"] == {"bn_relu": 8, "bn_add_relu": 11}
+    assert any("compile provider skipped" in note for note in result["notes"])
+
+
+def test_budget_skips_and_records(tmp_path):
+    pytest.importorskip("triton")
+    result = _run(tmp_path, "--budget-s", "0")
+    assert not result["complete"] and not result["rows"]
+    assert [s["config"] for s in result["skipped"]] == result["planned"]
+
+
+def test_without_cuda_exits_cleanly():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("has CUDA")
+    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "needs a CUDA device" in proc.stdout

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from fastcifar.models import BatchNormReLU2d, create_model, layers, list_models, parse_model_options
+from fastcifar.models import (
+    BatchNormReLU2d,
+    create_model,
+    list_models,
+    norms,
+    parse_model_options,
+)
 
 # ../shared/spec/ARCHITECTURES.md
 PARAMS = {
@@ -96,20 +102,20 @@ def test_model_options_parse_and_unknown_ones_are_named():
 def test_auto_bn_relu_picks_triton_only_where_it_is_tested(monkeypatch, capability, want):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(layers, "_triton_usable", lambda: True)
-    choice, reason = layers.auto_bn_relu()
+    monkeypatch.setattr(norms, "_triton_usable", lambda: True)
+    choice, reason = norms.auto_bn_relu()
     assert choice == want and f"{capability[0]}.{capability[1]}" in reason
 
 
 def test_auto_bn_relu_on_an_old_gpu_is_eager_and_says_why_once(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    monkeypatch.setattr(layers, "_triton_usable", lambda: True)
-    layers._note_once.cache_clear()
+    monkeypatch.setattr(norms, "_triton_usable", lambda: True)
+    norms._note_once.cache_clear()
     with pytest.warns(UserWarning, match="eager BatchNorm.*7.5.*8.0 and later"):
-        assert layers.resolve_bn_relu("auto") is layers.EAGER
+        assert norms.resolve_bn_relu("auto") is norms.EAGER
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second model on the same GPU: no second note
-        assert layers.resolve_bn_relu("auto") is layers.EAGER
+        assert norms.resolve_bn_relu("auto") is norms.EAGER
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert layers.auto_bn_relu() == ("eager", "no CUDA device")
+    assert norms.auto_bn_relu() == ("eager", "no CUDA device")

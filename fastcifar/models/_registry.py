@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .layers import BN_RELU_CHOICES, BN_RELU_IMPLS, resolve_bn_relu
+from .norms import BN_RELU_CHOICES, BN_RELU_IMPLS, resolve_bn_relu
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from fastcifar.models import BN_RELU_CHOICES, create_model, layers
+from fastcifar.models import BN_RELU_CHOICES, create_model, norms
 
 
 def test_importing_the_models_does_not_import_triton():
@@ -19,19 +19,20 @@ def test_importing_the_models_does_not_import_triton():
 
 def test_triton_without_triton_says_how_to_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now raises ImportError
-    monkeypatch.delitem(layers.BN_RELU_IMPLS, "triton", raising=False)
+    monkeypatch.delitem(norms.BN_RELU_IMPLS, "triton", raising=False)
     with pytest.raises(ImportError, match="needs the triton package"):
         create_model("cnn", bn_relu="triton")
 
 
 def test_auto_is_triton_only_with_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert layers.resolve_bn_relu("auto") is layers.EAGER
+    assert norms.resolve_bn_relu("auto") is norms.EAGER
     pytest.importorskip("triton")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     from fastcifar.models.fused import TRITON
 
-    assert layers.resolve_bn_relu("auto") is TRITON
+    assert norms.resolve_bn_relu("auto") is TRITON
 
 
 def test_triton_models_keep_batchnorm_state_dict_keys():

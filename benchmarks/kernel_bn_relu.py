@@ -139,7 +139,8 @@ def setup(cfg: dict, provider: str, device: str):
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Fused BatchNorm+ReLU (+residual) fwd+bwd: eager, torch.compile, Triton.")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--quick", action="store_true",
                         help="tiny shapes (batch 2) to check the script end to end")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._common import RESULTS, environment, print_table  # noqa: E402
@@ -158,6 +159,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def interpreter_breaks(triton_version: str, numpy_version: str) -> bool:
+    """Triton < 3.7's interpreter indexes 1-element numpy arrays as scalars, which numpy 2.4
+    refuses (measured with triton 3.6.0 and numpy 2.4.6; triton 3.8 is fine)."""
+    version = lambda text: tuple(int(p) for p in text.split("+")[0].split(".")[:2])
+    return version(triton_version) < (3, 7) and version(numpy_version) >= (2, 4)
+
+
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     start = time.perf_counter()
@@ -179,6 +187,12 @@ def main(argv=None) -> int:
             args.quick = True
     import triton
 
+    if device == "cpu" and interpreter_breaks(triton.__version__, np.__version__):
+        print(f"error: triton {triton.__version__}'s interpreter fails with numpy "
+              f"{np.__version__} (>= 2.4; 'only 0-dimensional arrays can be converted'): for "
+              "the CPU rehearsal pip install 'numpy<2.4' (the GPU does not use the interpreter)",
+              file=sys.stderr)
+        return 2
     dtypes = args.dtypes or (["bf16", "fp32"] if args.full else ["bf16"])
     batch = args.batch or (2 if args.quick else 512)
     providers = args.providers or (["eager", "triton"] if device == "cpu" else list(PROVIDERS))

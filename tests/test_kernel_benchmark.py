@@ -70,3 +70,11 @@ def test_without_cuda_exits_cleanly():
     proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "needs a CUDA device" in proc.stdout
+
+
+@pytest.mark.parametrize("triton_version, numpy_version, breaks", [
+    ("3.6.0", "2.4.6", True), ("3.6.0", "2.3.5", False), ("3.8.0", "2.4.6", False),
+    ("3.7.1", "2.5.2", False), ("3.5.0+git1", "2.4.0", True)])
+def test_knows_which_interpreter_and_numpy_fail_together(triton_version, numpy_version, breaks):
+    # the GPU machine's triton 3.6 with numpy >= 2.4 breaks only the CPU rehearsal: say so
+    assert _module().interpreter_breaks(triton_version, numpy_version) is breaks

@@ -58,10 +58,12 @@ def _channel_sum(v):
     return tl.sum(tl.sum(v, axis=2), axis=0)
 
 
-# Compile-time (tl.constexpr) are only the tile sizes. The variant flags are runtime bools (one
-# uniform branch a program: free beside the memory traffic) and the row counts are not
-# specialised on (they only bound loops and row masks): each distinct constexpr or int class
-# (1, multiple of 16, other) is a separate GPU compile, and the tests would compile hundreds.
+# Compile-time (tl.constexpr) are only the tile sizes. The variant flags are runtime 0/1 ints
+# (one uniform branch a program: free beside the memory traffic) and neither they nor the row
+# counts are specialised on (the counts only bound loops and row masks): each distinct constexpr
+# or int class (1, multiple of 16, other) is a separate GPU compile, and the tests would compile
+# hundreds. Ints, not bools: triton 3.6's interpreter (the GPU machine's version) cannot take a
+# bool argument (int1), and an unspecialised int costs the compiled kernel nothing more.
 @triton.jit(do_not_specialize=["R", "rows_per_split"])
 def _stats_partial_kernel(
     x_ptr,  # (R, C, K) strided, any float dtype
@@ -100,7 +102,7 @@ def _stats_partial_kernel(
     tl.store(pcount_ptr + out, count, mask=c < C)
 
 
-@triton.jit(do_not_specialize=["S"])
+@triton.jit(do_not_specialize=["S", "update_running"])
 def _stats_finalize_kernel(
     pmean_ptr, pm2_ptr, pcount_ptr,  # (S, C) fp32 partials
     mean_ptr, invstd_ptr,  # (C,) fp32 outputs, saved for backward
@@ -143,7 +145,7 @@ def _stats_finalize_kernel(
         tl.store(new_rvar_ptr + c, rv.to(new_rvar_ptr.dtype.element_ty), mask=c_ok)
 
 
-@triton.jit(do_not_specialize=["R"])
+@triton.jit(do_not_specialize=["R", "has_res", "from_var"])
 def _apply_kernel(
     x_ptr, res_ptr, y_ptr,  # (R, C, K) strided, same layout and dtype
     mean_ptr, inv_ptr,  # (C,): batch mean and invstd, or running mean and var if from_var
@@ -169,7 +171,7 @@ def _apply_kernel(
     tl.store(y_ptr + offs, tl.maximum(z, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=["R", "rows_per_split"])
+@triton.jit(do_not_specialize=["R", "rows_per_split", "has_res"])
 def _bwd_reduce_kernel(
     dy_ptr, x_ptr, y_ptr, g_ptr,  # (R, C, K) strided; y read and g written only if has_res
     mean_ptr, inv_ptr, w_ptr, b_ptr,  # (C,)
@@ -225,7 +227,7 @@ def _sum_partials_kernel(
     tl.store(b_ptr + c, b, mask=c < C)
 
 
-@triton.jit(do_not_specialize=["R"])
+@triton.jit(do_not_specialize=["R", "recompute_mask"])
 def _bwd_dx_kernel(
     g_ptr, x_ptr, dx_ptr,  # (R, C, K) strided; g is dy (mask recomputed) or the masked grad
     mean_ptr, inv_ptr, w_ptr, b_ptr, sum_g_ptr, sum_gx_ptr,  # (C,)
@@ -441,7 +443,7 @@ def bn_relu_forward(x, weight, bias, residual=None, running_mean=None, running_v
     launch(_stats_finalize_kernel)[(triton.cdiv(v.C, _PART_BC),)](
         part[0], part[1], part[2], mean, invstd,
         *((running_mean, running_var, new_rm, new_rv) if update else (mean, mean, mean, mean)),
-        splits, v.C, eps, momentum, update, BS=_PART_BS, BC=_PART_BC)
+        splits, v.C, eps, momentum, int(update), BS=_PART_BS, BC=_PART_BC)
     y = _apply(x, residual, mean, invstd, weight, bias, v, t, eps, False, launch)
     return y, mean, invstd, new_rm, new_rv
 
@@ -461,7 +463,7 @@ def _apply(x, residual, mean, inv, weight, bias, v, t, eps, from_var, launch):
     y = _empty_like(x)  # keeps x's memory format
     launch(_apply_kernel)[_elementwise_grid(v, t)](
         x, residual if residual is not None else x, y, mean, inv, weight, bias,
-        v.R, v.C, v.K, v.s_r, v.s_c, eps, residual is not None, from_var,
+        v.R, v.C, v.K, v.s_r, v.s_c, eps, int(residual is not None), int(from_var),
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     return y
 
@@ -481,7 +483,8 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     part = [_empty((splits, v.C), device=x.device, dtype=torch.float32) for _ in range(2)]
     launch(_bwd_reduce_kernel)[(triton.cdiv(v.C, t.block_c), splits)](
         dy, x, _same_layout(y, v) if has_res else x, g if has_res else dy,
-        mean, invstd, weight, bias, part[0], part[1], v.R, v.C, v.K, v.s_r, v.s_c, rows, has_res,
+        mean, invstd, weight, bias, part[0], part[1], v.R, v.C, v.K, v.s_r, v.s_c, rows,
+        int(has_res),
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     # sum g = dbias, sum g * xhat = dweight (fp32; separate: outputs must not alias)
     dbias = _empty(v.C, device=x.device, dtype=torch.float32)
@@ -491,6 +494,6 @@ def bn_relu_backward(dy, x, weight, bias, mean, invstd, y=None, tiles=None, laun
     dx = _empty_like(x)
     launch(_bwd_dx_kernel)[_elementwise_grid(v, t)](
         g if has_res else dy, x, dx, mean, invstd, weight, bias, dbias, dweight,
-        v.R, v.C, v.K, v.s_r, v.s_c, 1.0 / v.count, not has_res,
+        v.R, v.C, v.K, v.s_r, v.s_c, 1.0 / v.count, int(not has_res),
         BR=t.block_r, BC=t.block_c, BK=t.block_k, num_warps=t.num_warps)
     return dx, dweight.to(weight.dtype), dbias.to(bias.dtype), g

@@ -38,7 +38,8 @@ class ConfigError(ValueError):
 
 
 class RecipeError(ConfigError):
-    """A bad value of one Recipe field; ``field`` names it (the CLI shows it as --field)."""
+    """A bad value of one Recipe field or run option; ``field`` names it (the CLI shows it as
+    --field)."""
 
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}{'' if reason.startswith(':') else ' '}{reason}")

@@ -113,8 +113,14 @@ def write_json(path: Path, payload) -> None:
 
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        err.filename = str(path)  # the file meant, not its temp file
+        raise
+    finally:  # a failed write (a full disk) leaves the old file, and no .tmp beside it
+        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value):

@@ -10,7 +10,10 @@ fastcifar.report. ``python -m fastcifar.train`` is a command line around it.
 """
 
 import dataclasses
+import errno
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +40,7 @@ from .engine import (
 )  # fmt: skip
 from .env import environment
 from .models import BN_RELU_CHOICES, create_model, parse_model_options
-from .recipes import ConfigError, Recipe, get_recipe
+from .recipes import ConfigError, Recipe, RecipeError, get_recipe
 from .report import Report, summarize
 
 SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
@@ -75,15 +78,20 @@ class RunOptions:
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")
-        for name in ("val_split", "train_subset", "test_subset", "check_every", "stop_after"):
+        for name in ("val_split", "check_every", "stop_after"):
             if (getattr(self, name) or 0) < 0:
-                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+                raise RecipeError(name, f"must be >= 0, not {getattr(self, name)}")
+        for name in ("train_subset", "test_subset"):  # 0 would silently mean "all of them"
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise RecipeError(name, f"must be at least 1 (leave it out to use every "
+                                  f"image), not {getattr(self, name)}")
 
 
 @dataclass
 class FitResult:
     """What ``fit`` did: ``status`` is "finished", "stopped" (stop_after), "interrupted"
-    (Ctrl-C) or "diverged" (a NaN or infinite loss; ``error`` says where)."""
+    (Ctrl-C), "diverged" (a NaN or infinite loss; ``error`` says where) or "disk full" (a write
+    failed for want of space; ``error`` names the file and what the run folder still holds)."""
 
     status: str
     out: Path
@@ -112,6 +120,8 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         config = state["config"]
         config["recipe"] |= overrides
         recipe, out = Recipe(**config["recipe"]), Path(options.resume)
+        if options.data_dir is None and config.get("data_dir"):  # the run's own data folder
+            options = dataclasses.replace(options, data_dir=config["data_dir"])
     else:
         if recipe is None:
             raise ConfigError("say what to train: a recipe name or a Recipe")
@@ -125,7 +135,10 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         if (out / "last.pt").exists():
             raise ConfigError(f"{out} already holds a run; --resume {out} to continue it, or "
                               "pick another --out")
+        if options.train_subset and recipe.batch_size > options.train_subset:
+            raise _batch_too_large(recipe.batch_size, options.train_subset)
     world = None
+    _check_writable(out)
     _check_model(recipe, config["switches"]["bn_relu"], options.sync_bn)
     if started_by_torchrun():
         from .distributed import init_world  # a plain run never loads it
@@ -143,6 +156,39 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
 
 def started_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse a run folder that cannot be written, before any work (a folder made for the
+    check alone is removed again, so a run that fails later leaves nothing behind)."""
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"--out {out} cannot be written ({err.strerror}); pick a folder you "
+                          "can write to with --out DIR") from None
+    if made:
+        out.rmdir()
+
+
+def _batch_too_large(batch_size: int, images: int) -> ConfigError:
+    return RecipeError("batch_size", f"{batch_size} is larger than the {images} training images "
+                       "(an epoch would have no full batch); give --batch-size "
+                       f"{images} or less, or train on more images")
+
+
+def _disk_full(err: OSError, out: Path, saved: int) -> str:
+    """The message for a write that failed for want of space; any other OSError re-raised."""
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise err
+    held = (f"{out / 'last.pt'} still holds epoch {saved} and best.pt the best epoch before it"
+            if saved else "no epoch had been saved yet")
+    fix = f"free some space, then --resume {out}" if saved else "free some space and start again"
+    return (f"disk full: could not write {err.filename or out} (a half-written file is never "
+            f"left; {held}); {fix}")
 
 
 def _check_model(recipe: Recipe, bn_relu: str, sync_bn: bool) -> None:
@@ -173,14 +219,19 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     """Build everything, then train epoch by epoch, checkpointing each one."""
     main = world is None or world.is_main  # only rank 0 prints and writes
     quiet = options.quiet or not main
-    report = Report(out, quiet) if main else None
-    say = report.say if report else (lambda *parts: None)
     device = world.device if world else _device(options.device)
     torch.manual_seed(config["seed"])
     speed = resolve_switches(config["switches"], device)
+    if speed["amp"] == "fp16" and device.type == "cpu" and main:
+        print("warning: --amp fp16 is slow on the CPU (no native fp16 math: ~17x slower than "
+              "fp32 measured on a 2-core Xeon); use --amp bf16 or off there", file=sys.stderr)
     data = load_cifar10(options.data_dir, download=options.download, progress=not quiet)
     splits = make_splits(data, config["val_split"], config["seed"], config["train_subset"],
                          config["test_subset"])
+    if recipe.batch_size > len(splits.train[1]):  # every epoch would be 0 steps
+        raise _batch_too_large(recipe.batch_size, len(splits.train[1]))
+    report = Report(out, quiet) if main else None  # the run folder is made from here on
+    say = report.say if report else (lambda *parts: None)
     loaders, sample = make_loaders(splits, recipe, device, seed=config["seed"],
                                    backend=config["loader"], channels_last=speed["channels_last"],
                                    shard=world.shard if world else (0, 1))
@@ -195,13 +246,12 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
         history, best, start = state["history"], state["best"], state["epoch"]
         say(f"resuming {out} after epoch {start}")
     n_params = sum(p.numel() for p in train.model.parameters())
-    config = config | {"model_parameters": n_params, "device": str(device), "speed": speed,
+    config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
+                       "model_parameters": n_params, "device": str(device), "speed": speed,
                        "compile_seconds": train.compile_seconds, "fastcifar": __version__,
                        "environment": environment()}
     if world is not None:
         config = config | {"distributed": world.describe()}
-    if report:
-        report.config(config)
     select = "val_acc" if loaders[1] is not None else "test_acc"
     check_every = options.check_every or (50 if device.type == "cuda" else 1)
     switches = ", ".join(f"{k}={v}" for k, v in speed.items())
@@ -216,6 +266,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
 
     saved = start  # the epoch last.pt holds
     try:
+        if report:
+            report.config(config)
         for epoch in range(start, recipe.epochs):
             record = run_epoch(train, epoch, history, check_every, progress=not quiet)
             history.append(record)
@@ -237,8 +289,13 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
         return result("interrupted")
     except NonFiniteLoss as err:
         return result("diverged", error=str(err))
+    except OSError as err:
+        return result("disk full", error=_disk_full(err, out, saved))
     final = train.evaluate(loaders[2])
     summary = summarize(recipe, config, history, best, select, final)
-    if report:
-        report.finish(summary, final, history, options.figures)
+    try:
+        if report:
+            report.finish(summary, final, history, options.figures)
+    except OSError as err:
+        return result("disk full", error=_disk_full(err, out, saved))
     return result("finished", summary=summary)

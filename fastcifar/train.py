@@ -6,7 +6,8 @@ from its last.pt and ends where an uninterrupted run would have.
 
 This is the command line of ``fastcifar.fit`` (fastcifar/run.py): the recipe flags are made from
 the Recipe's fields, the others from RunOptions; exit codes: 0 done or stopped, 2 a usage or
-data error, 3 a NaN or infinite loss, 130 Ctrl-C.
+data error (a bad flag or value, missing or corrupt data, an unreadable checkpoint, an
+unwritable run folder or a full disk), 3 a NaN or infinite loss, 130 Ctrl-C.
 """
 
 import argparse
@@ -130,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         recipe, overrides = resolve_recipe(args, parser), {}
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda, but torch sees no CUDA device "
-                         f"(torch {torch.__version__}); use --device cpu or auto")
+        print("error: --device cuda, but torch sees no CUDA device "
+              f"(torch {torch.__version__}); use --device cpu or auto", file=sys.stderr)
+        return 2
     if args.device == "auto" and not torch.cuda.is_available() and not args.quiet \
             and not started_by_torchrun():
         print("note: no CUDA device found, training on the CPU (slow for the big models)")
@@ -142,14 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,
                      figures=not args.no_figures)
+    except RecipeError as err:  # a run option: "--val-split must be >= 0, not -5"
+        parser.error(f"--{err.field.replace('_', '-')}{str(err)[len(err.field):]}")
     except ConfigError as err:
         parser.error(str(err))
     except CheckpointError as err:
-        raise SystemExit(f"error: cannot resume: {err}") from None
+        print(f"error: cannot resume: {err}", file=sys.stderr)
+        return 2
     except (DataError, ImportError) as err:  # ImportError: an optional backend (DALI, Triton)
         print(f"error: {err}", file=sys.stderr)
         return 2
     last = result.out / "last.pt"
+    if result.status == "disk full":
+        print(f"error: {result.error}", file=sys.stderr)
+        return 2
     if result.status == "interrupted":
         held = f"{last} holds epoch {result.epochs_done}" if result.epochs_done else \
             "no epoch finished"

@@ -43,7 +43,9 @@ class Report:
             plot_confusion(final["confusion"], CLASSES, self.out / "confusion.png")
             plot_per_class(per_class_accuracy(final["confusion"]), CLASSES,
                            self.out / "per_class.png")
-        if not self.quiet:
+        if self.quiet:  # the one line a quiet run still owes its user
+            print(result_line(summary, self.out))
+        else:
             print_summary(summary, self.out)
 
     def paths(self) -> dict[str, Path]:
@@ -86,6 +88,12 @@ def epoch_line(record: dict, epochs: int) -> str:
             f"acc {record['train_acc']:.2f}%{val}  test loss {record['test_loss']:.4f} "
             f"acc {record['test_acc']:.2f}%  lr {record['lr']:.2g}  "
             f"{record['train_seconds']:.1f}s ({record['images_per_s']:.0f} img/s)")
+
+
+def result_line(summary: dict, out: Path) -> str:
+    f = summary["final"]
+    val = f", validation {f['val_acc']:.2f}%" if f.get("val_acc") is not None else ""
+    return f"final test accuracy {f['test_acc']:.2f}% (epoch {f['epoch']}){val} -> {out}"
 
 
 def print_summary(summary: dict, out: Path) -> None:

@@ -92,7 +92,8 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
     out.add_argument("--stop-after", type=int, default=None, metavar="N",
                      help="stop after epoch N, as Ctrl-C would (the schedule still spans "
                           "--epochs); continue later with --resume")
-    out.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress bars or epoch lines; only the one-line final result")
     out.add_argument("--no-figures", action="store_true")
     add_data_args(parser)
     return parser

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .augment import get_preset, make_loader
 from .ema import ModelEMA
+from .env import cpu_native_bf16
 from .metrics import confusion_matrix
 from .models import create_model, parse_model_options
 from .recipes import TTA_MODES, Recipe
@@ -82,9 +83,11 @@ class DeviceTimer:
 
 def auto_amp(device: torch.device) -> str:
     """bf16 on GPUs with native bf16 (compute capability >= 8.0: Ampere, Hopper), fp16 with the
-    GradScaler on older ones (T4, V100, where bf16 is emulated and slow), off on the CPU."""
+    GradScaler on older ones (T4, V100, where bf16 is emulated and slow); on the CPU bf16 where
+    it is native (AMX, AVX512-BF16: fastcifar.env.cpu_native_bf16), else off (fp16 there is
+    emulated and ~17x slower)."""
     if device.type != "cuda":
-        return "off"
+        return "bf16" if device.type == "cpu" and cpu_native_bf16() else "off"
     try:
         native = torch.cuda.is_bf16_supported(including_emulation=False)
     except TypeError:  # an older torch, whose answer never counted emulation
@@ -93,11 +96,15 @@ def auto_amp(device: torch.device) -> str:
 
 
 def resolve_switches(switches: dict, device: torch.device) -> dict:
-    """The speed switches with "auto" decided for ``device`` (on with CUDA, off on the CPU)."""
+    """The speed switches with "auto" decided for ``device``: on with CUDA; on the CPU bf16 and
+    channels_last where bf16 is native (oneDNN's fast bf16 convolutions want NHWC), else off;
+    compile only with CUDA (on the CPU it gave no speed-up, ../shared/notes/TOOLCHAIN.md)."""
     cuda = device.type == "cuda"
+    fast_cpu = device.type == "cpu" and cpu_native_bf16()
     return {
         "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
-        "channels_last": {"on": True, "off": False, "auto": cuda}[switches["channels_last"]],
+        "channels_last": {"on": True, "off": False, "auto": cuda or fast_cpu}[
+            switches["channels_last"]],
         "compile": switches["compile"] if switches["compile"] != "auto" else (
             "default" if cuda else "off"),
         "bn_relu": switches["bn_relu"],

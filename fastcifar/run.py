@@ -60,7 +60,7 @@ class RunOptions:
     train_subset: int | None = None  # (*) first N training images only (quick checks)
     test_subset: int | None = None  # (*) first N test images only
     loader: str = "torch"  # (*) augmentation backend
-    amp: str = "auto"  # (*) the speed switches: auto = on with CUDA, off on the CPU
+    amp: str = "auto"  # (*) the speed switches: auto = engine.resolve_switches' choice
     channels_last: str = "auto"  # (*)
     compile: str = "auto"  # (*)
     bn_relu: str = "auto"  # (*)

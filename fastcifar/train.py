@@ -67,10 +67,12 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
                           "each rank's own); works for every model")
     run.add_argument("--loader", choices=SWITCH_CHOICES["loader"], default="torch",
                      help="augmentation backend")
-    speed = parser.add_argument_group("speed switches (auto: on with CUDA, off on the CPU)")
+    speed = parser.add_argument_group(
+        "speed switches (auto: on with CUDA; on the CPU bf16 + channels_last where bf16 is "
+        "native (AMX, AVX512-BF16), else off; compile only with CUDA)")
     speed.add_argument("--amp", choices=SWITCH_CHOICES["amp"], default="auto",
-                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs with "
-                            "native bf16, else fp16)")
+                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs and "
+                            "CPUs with native bf16, fp16 on other GPUs, off on other CPUs)")
     speed.add_argument("--channels-last", choices=SWITCH_CHOICES["channels_last"], default="auto",
                        help="model and batches in channels_last memory format")
     speed.add_argument("--compile", choices=SWITCH_CHOICES["compile"], default="auto",

@@ -296,5 +296,6 @@ def test_auto_amp_is_bf16_only_where_the_gpu_has_it(monkeypatch, native_bf16, wa
     auto = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
     assert engine.resolve_switches(auto, torch.device("cuda"))["amp"] == want
     assert asked == [False]  # emulated bf16 (T4, V100) is slow: it must not count
+    monkeypatch.setattr(engine, "cpu_native_bf16", lambda: False)  # a CPU without bf16
     assert engine.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
     assert engine.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"

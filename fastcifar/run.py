@@ -37,6 +37,7 @@ from .engine import (
     make_loaders,
     resolve_switches,
     run_epoch,
+    synchronize,
 )  # fmt: skip
 from .env import environment
 from .models import BN_RELU_CHOICES, create_model, parse_model_options
@@ -68,6 +69,8 @@ class RunOptions:
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     check_every: int | None = None  # read the loss back every K steps (default 1 CPU, 50 CUDA)
     stop_after: int | None = None  # stop after this epoch, as Ctrl-C would
+    checkpoint_minutes: float = 10.0  # last.pt mid-epoch at least this often (0: every step)
+    stop_after_steps: int | None = None  # stop after this many steps of this process (tests)
     data_dir: str | Path | None = None
     download: bool = True
     quiet: bool = False  # no progress bars, epoch lines or summary
@@ -78,7 +81,8 @@ class RunOptions:
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")
-        for name in ("val_split", "check_every", "stop_after"):
+        for name in ("val_split", "check_every", "stop_after", "checkpoint_minutes",
+                     "stop_after_steps"):
             if (getattr(self, name) or 0) < 0:
                 raise RecipeError(name, f"must be >= 0, not {getattr(self, name)}")
         for name in ("train_subset", "test_subset"):  # 0 would silently mean "all of them"
@@ -101,6 +105,22 @@ class FitResult:
     summary: dict | None = None  # summary.json, when finished
     paths: dict[str, Path] = field(default_factory=dict)  # the run folder's files (rank 0)
     error: str | None = None
+    steps_done: int = 0  # the steps of epoch epochs_done + 1 that last.pt holds (mid-epoch)
+
+    def held(self) -> str:
+        """What last.pt holds, in words."""
+        if not (self.epochs_done or self.steps_done):
+            return "no checkpoint was written yet"
+        steps = f", and {self.steps_done} steps of epoch {self.epochs_done + 1}" \
+            if self.steps_done else ""
+        return f"{self.out / 'last.pt'} holds epoch {self.epochs_done}{steps}"
+
+
+class _StopRequested(Exception):
+    """stop_after_steps reached (after a checkpoint), mid-epoch."""
+
+
+ESTIMATE_STEPS = 3  # steps timed, after the first (warm-up), for the run's time estimate
 
 
 def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
@@ -180,6 +200,15 @@ def _batch_too_large(batch_size: int, images: int) -> ConfigError:
                        f"{images} or less, or train on more images")
 
 
+def _estimate(step_seconds: float, steps_per_epoch: int, steps_left: int) -> str:
+    def span(seconds: float) -> str:
+        return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+    return (f"estimate: ~{span(step_seconds * steps_per_epoch)} an epoch, "
+            f"~{span(step_seconds * steps_left)} in all ({steps_left} steps left at "
+            f"{step_seconds:.2f} s a step; evaluation not included)")
+
+
 def _disk_full(err: OSError, out: Path, saved: int) -> str:
     """The message for a write that failed for want of space; any other OSError re-raised."""
     if err.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -239,12 +268,14 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")
     train = TrainState.build(recipe, speed, loaders, device, world, sample)
-    history, best, start = [], {}, 0
+    history, best, start, start_step, partial = [], {}, 0, 0, None
     if state is not None:
         train.load_state_dict(state)
         restore_rng(state, device)
         history, best, start = state["history"], state["best"], state["epoch"]
-        say(f"resuming {out} after epoch {start}")
+        start_step, partial = state.get("step", 0), state.get("partial")
+        say(f"resuming {out} after epoch {start}"
+            + (f" and {start_step} steps of epoch {start + 1}" if start_step else ""))
     n_params = sum(p.numel() for p in train.model.parameters())
     config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
                        "model_parameters": n_params, "device": str(device), "speed": speed,
@@ -262,14 +293,41 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
 
     def result(status: str, **more) -> FitResult:
         return FitResult(status, out, saved, history, config,
-                         paths=report.paths() if report else {}, **more)
+                         paths=report.paths() if report else {}, steps_done=saved_step, **more)
 
-    saved = start  # the epoch last.pt holds
+    saved, saved_step = start, start_step  # what last.pt holds: epochs, steps of the next one
+    steps_per_epoch = len(loaders[0])
+    clock = {"saved": time.monotonic(), "steps": 0}
+
+    def on_step(epoch: int, step: int, snapshot) -> None:
+        """After each step: the time estimate, a mid-epoch last.pt when due, stop_after_steps."""
+        nonlocal saved, saved_step
+        clock["steps"] += 1
+        if clock["steps"] in (1, 1 + ESTIMATE_STEPS):
+            synchronize(device)
+            clock[clock["steps"]] = time.perf_counter()
+            if clock["steps"] > 1:
+                say(_estimate((clock[clock["steps"]] - clock[1]) / ESTIMATE_STEPS,
+                              steps_per_epoch, (recipe.epochs - epoch) * steps_per_epoch - step))
+        stop = bool(options.stop_after_steps) and clock["steps"] >= options.stop_after_steps
+        due = time.monotonic() - clock["saved"] >= options.checkpoint_minutes * 60
+        if (stop or due) and step < steps_per_epoch:  # an epoch's end is checkpointed anyway
+            if main:
+                save_checkpoint(last_payload(config, train.state_dict(), epoch, history, best,
+                                             device) | {"step": step, "partial": snapshot()},
+                                out / "last.pt")
+            saved, saved_step, clock["saved"] = epoch, step, time.monotonic()
+            if stop:
+                raise _StopRequested
+
     try:
         if report:
             report.config(config)
         for epoch in range(start, recipe.epochs):
-            record = run_epoch(train, epoch, history, check_every, progress=not quiet)
+            resume = dict(start_step=start_step, partial=partial) if epoch == start else {}
+            record = run_epoch(train, epoch, history, check_every, progress=not quiet,
+                               on_step=lambda step, snap, e=epoch: on_step(e, step, snap),
+                               **resume)
             history.append(record)
             if not best or record[select] > best[select]:
                 best = dict(record)
@@ -279,12 +337,19 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
             if main:
                 save_checkpoint(last_payload(config, train.state_dict(), epoch + 1, history,
                                              best, device), out / "last.pt")
-            saved = epoch + 1
+            saved, saved_step, clock["saved"] = epoch + 1, 0, time.monotonic()
             if report:
                 report.epoch(history, recipe.epochs)
             if options.stop_after and options.stop_after <= saved < recipe.epochs:
                 say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
                 return result("stopped")
+            if options.stop_after_steps and clock["steps"] >= options.stop_after_steps \
+                    and saved < recipe.epochs:
+                raise _StopRequested
+    except _StopRequested:
+        say(f"stopped after {clock['steps']} steps (--stop-after-steps); resume with --resume "
+            f"{out}")
+        return result("stopped")
     except KeyboardInterrupt:
         return result("interrupted")
     except NonFiniteLoss as err:

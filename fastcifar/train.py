@@ -94,6 +94,13 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
     out.add_argument("--stop-after", type=int, default=None, metavar="N",
                      help="stop after epoch N, as Ctrl-C would (the schedule still spans "
                           "--epochs); continue later with --resume")
+    out.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                     help="write last.pt mid-epoch at least every M minutes of the run, so "
+                          "that Ctrl-C loses at most that much (0: after every step); "
+                          "--resume continues from the exact step")
+    out.add_argument("--stop-after-steps", type=int, default=None, metavar="N",
+                     help="stop after N steps, checkpointing first, as Ctrl-C after a "
+                          "checkpoint would (a test hook); continue with --resume")
     out.add_argument("--quiet", action="store_true",
                      help="no progress bars or epoch lines; only the one-line final result")
     out.add_argument("--no-figures", action="store_true")
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: getattr(args, k) for k in (
         "out", "resume", "seed", "val_split", "train_subset", "test_subset", "loader", "amp",
         "channels_last", "compile", "bn_relu", "device", "sync_bn", "check_every", "stop_after",
-        "data_dir", "quiet")}
+        "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,
                      figures=not args.no_figures)
@@ -157,19 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ImportError) as err:  # ImportError: an optional backend (DALI, Triton)
         print(f"error: {err}", file=sys.stderr)
         return 2
-    last = result.out / "last.pt"
     if result.status == "disk full":
         print(f"error: {result.error}", file=sys.stderr)
         return 2
-    if result.status == "interrupted":
-        held = f"{last} holds epoch {result.epochs_done}" if result.epochs_done else \
-            "no epoch finished"
-        print(f"\ninterrupted; {held} (resume with --resume {result.out})")
+    if result.status == "interrupted":  # the hint only where there is something to resume
+        hint = f" (resume with --resume {result.out})" if result.epochs_done or \
+            result.steps_done else "; nothing to resume"
+        print(f"\ninterrupted; {result.held()}{hint}")
         return 130
     if result.status == "diverged":
-        held = f"{last} holds epoch {result.epochs_done}" if result.epochs_done else \
-            "no checkpoint"
-        print(f"error: {result.error}; stopped ({held}). Try a lower --lr.", file=sys.stderr)
+        print(f"error: {result.error}; stopped ({result.held()}). Try a lower --lr.",
+              file=sys.stderr)
         return 3
     return 0
 

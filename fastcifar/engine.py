@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .augment import get_preset, make_loader
 from .ema import ModelEMA
+from .env import cpu_native_bf16
 from .metrics import confusion_matrix
 from .models import create_model, parse_model_options
 from .recipes import TTA_MODES, Recipe
@@ -82,9 +83,11 @@ class DeviceTimer:
 
 def auto_amp(device: torch.device) -> str:
     """bf16 on GPUs with native bf16 (compute capability >= 8.0: Ampere, Hopper), fp16 with the
-    GradScaler on older ones (T4, V100, where bf16 is emulated and slow), off on the CPU."""
+    GradScaler on older ones (T4, V100, where bf16 is emulated and slow); on the CPU bf16 where
+    it is native (AMX, AVX512-BF16: fastcifar.env.cpu_native_bf16), else off (fp16 there is
+    emulated and ~17x slower)."""
     if device.type != "cuda":
-        return "off"
+        return "bf16" if device.type == "cpu" and cpu_native_bf16() else "off"
     try:
         native = torch.cuda.is_bf16_supported(including_emulation=False)
     except TypeError:  # an older torch, whose answer never counted emulation
@@ -93,11 +96,15 @@ def auto_amp(device: torch.device) -> str:
 
 
 def resolve_switches(switches: dict, device: torch.device) -> dict:
-    """The speed switches with "auto" decided for ``device`` (on with CUDA, off on the CPU)."""
+    """The speed switches with "auto" decided for ``device``: on with CUDA; on the CPU bf16 and
+    channels_last where bf16 is native (oneDNN's fast bf16 convolutions want NHWC), else off;
+    compile only with CUDA (on the CPU it gave no speed-up, ../shared/notes/TOOLCHAIN.md)."""
     cuda = device.type == "cuda"
+    fast_cpu = device.type == "cpu" and cpu_native_bf16()
     return {
         "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
-        "channels_last": {"on": True, "off": False, "auto": cuda}[switches["channels_last"]],
+        "channels_last": {"on": True, "off": False, "auto": cuda or fast_cpu}[
+            switches["channels_last"]],
         "compile": switches["compile"] if switches["compile"] != "auto" else (
             "default" if cuda else "off"),
         "bn_relu": switches["bn_relu"],
@@ -275,12 +282,19 @@ def train_epoch(
     label_smoothing: float = 0.0, check_every: int = 1, progress: bool = False,
     amp_dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
     lr_schedule=None, ema=None, ema_source: nn.Module | None = None,
+    start_step: int = 0, partial: dict | None = None, on_step=None,
 ) -> dict:
     """One pass over ``loader``. Returns loss, accuracy (%), images and training seconds.
 
     ``model`` may be a torch.compile'd module; ``amp_dtype`` turns on autocast (bf16 or fp16,
     the latter with a GradScaler in ``scaler``); ``lr_schedule`` is stepped after every step;
     ``ema`` (a ModelEMA) follows ``ema_source``, the uncompiled model.
+
+    Mid-epoch checkpoints: ``on_step(steps_done, snapshot)`` is called after every step;
+    ``snapshot()`` checks the loss so far is finite and returns the epoch's running sums (the
+    ``partial`` a resumed epoch starts from, with ``start_step``: the batches before it are
+    drawn and skipped, since an epoch's order and augmentation are a pure function of the
+    seed and the epoch, so the resumed epoch ends exactly as an uninterrupted one).
     """
     device = next(model.parameters()).device
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
@@ -288,13 +302,24 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step
-    images = 0
+    images, seconds_before = 0, 0.0
+    if partial is not None:  # the steps a mid-epoch checkpoint had done
+        loss_sum.copy_(partial["loss_sum"]), correct.copy_(partial["correct"])
+        images, seconds_before = partial["images"], partial["seconds"]
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", unit="step", leave=False,
                disable=not progress)
     timer = DeviceTimer(device)
     timer.start()
     start = time.perf_counter()  # the progress bar's rate only
+    def snapshot() -> dict:
+        _check_finite(first_bad, epoch)
+        return {"loss_sum": loss_sum.clone(), "correct": correct.clone(), "images": images,
+                "seconds": seconds_before + timer.stop()}
+
     for step, (x, y) in enumerate(loader):
+        if step < start_step:  # done before the checkpoint this epoch resumes from
+            bar.update(1)
+            continue
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
@@ -318,7 +343,9 @@ def train_epoch(
                 bar.set_postfix(loss=f"{loss_sum.item() / images:.3f}",
                                 img_s=f"{images / elapsed:.0f}")
         bar.update(1)
-    seconds = timer.stop()
+        if on_step is not None:
+            on_step(step + 1, snapshot)
+    seconds = seconds_before + timer.stop()
     _check_finite(first_bad, epoch)
     bar.close()
     images_or_1 = max(images, 1)
@@ -333,8 +360,9 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
 
 
 def run_epoch(state: TrainState, epoch: int, history: list, check_every: int = 1,
-              progress: bool = False) -> dict:
+              progress: bool = False, **resume) -> dict:
     """Train one epoch, evaluate, step the plateau schedule; the epoch's metrics record.
+    ``resume``: train_epoch's start_step, partial and on_step (mid-epoch checkpoints).
 
     Raises NonFiniteLoss if a step's loss, or the monitored evaluation loss, is not finite."""
     recipe = state.recipe
@@ -343,7 +371,8 @@ def run_epoch(state: TrainState, epoch: int, history: list, check_every: int = 1
     stats = train_epoch(state.step_model, train_loader, state.optimizer, epoch=epoch,
                         label_smoothing=recipe.label_smoothing, check_every=check_every,
                         progress=progress, amp_dtype=state.amp_dtype, scaler=state.scaler,
-                        lr_schedule=state.lr_schedule, ema=state.ema, ema_source=state.model)
+                        lr_schedule=state.lr_schedule, ema=state.ema, ema_source=state.model,
+                        **resume)
     if state.world is not None:  # each rank trained on its shard: sum over the ranks
         stats = state.world.reduce_train_stats(stats)
     eval_start = time.perf_counter()

@@ -19,6 +19,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo: bf16 matmul in hardware
+
+
+def cpu_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (AMX or AVX512-BF16, as on Sapphire Rapids and
+    later Xeons, Zen 4+): there bf16 autocast + channels_last trains ~3x faster than fp32 NCHW
+    (resnet_final, 2-core Xeon: 25.8 -> 75.6 img/s); elsewhere oneDNN emulates bf16, slower
+    than fp32. ``cpuinfo`` is /proc/cpuinfo's text (read when None; no file: False)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return any(flag in line.split(":", 1)[-1].split() for flag in BF16_CPU_FLAGS)
+    return False
+
+
 def git_commit() -> str:
     """The source tree's commit; ``$FASTCIFAR_COMMIT`` where the tree has no .git (the GPU
     machine gets a copy of the working tree without it; scripts/gpu_suite.sh --stage records

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .augment import get_preset
+from .augment import PRESETS, get_preset
 from .models import create_model, list_models, parse_model_options
 
 SCHEDULERS = ("none", "plateau", "onecycle")
@@ -38,7 +38,8 @@ class ConfigError(ValueError):
 
 
 class RecipeError(ConfigError):
-    """A bad value of one Recipe field; ``field`` names it (the CLI shows it as --field)."""
+    """A bad value of one Recipe field or run option; ``field`` names it (the CLI shows it as
+    --field)."""
 
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}{'' if reason.startswith(':') else ' '}{reason}")
@@ -73,7 +74,8 @@ class Recipe:
     norm_bias_lr_scale: float = knob(1.0, "with no_decay_norm_bias: their lr is lr x this")
     ema_decay: float = knob(0.0, "0 = off; else evaluate an EMA of the weights (every 5 steps)")
     tta: str = knob("none", "test-time augmentation", choices=TTA_MODES)
-    augment: str = knob("none", "augmentation preset (fastcifar.augment.PRESETS)")
+    augment: str = knob("none", "augmentation preset (fastcifar.augment.PRESETS)",
+                        choices=tuple(PRESETS))
     model_options: str = knob("", "key=value,... for the model's constructor (ablations)")
 
     def __post_init__(self):

@@ -43,7 +43,9 @@ class Report:
             plot_confusion(final["confusion"], CLASSES, self.out / "confusion.png")
             plot_per_class(per_class_accuracy(final["confusion"]), CLASSES,
                            self.out / "per_class.png")
-        if not self.quiet:
+        if self.quiet:  # the one line a quiet run still owes its user
+            print(result_line(summary, self.out))
+        else:
             print_summary(summary, self.out)
 
     def paths(self) -> dict[str, Path]:
@@ -88,6 +90,12 @@ def epoch_line(record: dict, epochs: int) -> str:
             f"{record['train_seconds']:.1f}s ({record['images_per_s']:.0f} img/s)")
 
 
+def result_line(summary: dict, out: Path) -> str:
+    f = summary["final"]
+    val = f", validation {f['val_acc']:.2f}%" if f.get("val_acc") is not None else ""
+    return f"final test accuracy {f['test_acc']:.2f}% (epoch {f['epoch']}){val} -> {out}"
+
+
 def print_summary(summary: dict, out: Path) -> None:
     f = summary["final"]
     print(f"\nfinal test accuracy {f['test_acc']:.2f}% (epoch {f['epoch']})"
@@ -113,8 +121,14 @@ def write_json(path: Path, payload) -> None:
 
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        err.filename = str(path)  # the file meant, not its temp file
+        raise
+    finally:  # a failed write (a full disk) leaves the old file, and no .tmp beside it
+        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value):

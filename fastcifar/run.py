@@ -10,7 +10,10 @@ fastcifar.report. ``python -m fastcifar.train`` is a command line around it.
 """
 
 import dataclasses
+import errno
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +37,11 @@ from .engine import (
     make_loaders,
     resolve_switches,
     run_epoch,
+    synchronize,
 )  # fmt: skip
 from .env import environment
 from .models import BN_RELU_CHOICES, create_model, parse_model_options
-from .recipes import ConfigError, Recipe, get_recipe
+from .recipes import ConfigError, Recipe, RecipeError, get_recipe
 from .report import Report, summarize
 
 SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
@@ -57,7 +61,7 @@ class RunOptions:
     train_subset: int | None = None  # (*) first N training images only (quick checks)
     test_subset: int | None = None  # (*) first N test images only
     loader: str = "torch"  # (*) augmentation backend
-    amp: str = "auto"  # (*) the speed switches: auto = on with CUDA, off on the CPU
+    amp: str = "auto"  # (*) the speed switches: auto = engine.resolve_switches' choice
     channels_last: str = "auto"  # (*)
     compile: str = "auto"  # (*)
     bn_relu: str = "auto"  # (*)
@@ -65,6 +69,8 @@ class RunOptions:
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     check_every: int | None = None  # read the loss back every K steps (default 1 CPU, 50 CUDA)
     stop_after: int | None = None  # stop after this epoch, as Ctrl-C would
+    checkpoint_minutes: float = 10.0  # last.pt mid-epoch at least this often (0: every step)
+    stop_after_steps: int | None = None  # stop after this many steps of this process (tests)
     data_dir: str | Path | None = None
     download: bool = True
     quiet: bool = False  # no progress bars, epoch lines or summary
@@ -75,15 +81,21 @@ class RunOptions:
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")
-        for name in ("val_split", "train_subset", "test_subset", "check_every", "stop_after"):
+        for name in ("val_split", "check_every", "stop_after", "checkpoint_minutes",
+                     "stop_after_steps"):
             if (getattr(self, name) or 0) < 0:
-                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+                raise RecipeError(name, f"must be >= 0, not {getattr(self, name)}")
+        for name in ("train_subset", "test_subset"):  # 0 would silently mean "all of them"
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise RecipeError(name, f"must be at least 1 (leave it out to use every "
+                                  f"image), not {getattr(self, name)}")
 
 
 @dataclass
 class FitResult:
     """What ``fit`` did: ``status`` is "finished", "stopped" (stop_after), "interrupted"
-    (Ctrl-C) or "diverged" (a NaN or infinite loss; ``error`` says where)."""
+    (Ctrl-C), "diverged" (a NaN or infinite loss; ``error`` says where) or "disk full" (a write
+    failed for want of space; ``error`` names the file and what the run folder still holds)."""
 
     status: str
     out: Path
@@ -93,6 +105,22 @@ class FitResult:
     summary: dict | None = None  # summary.json, when finished
     paths: dict[str, Path] = field(default_factory=dict)  # the run folder's files (rank 0)
     error: str | None = None
+    steps_done: int = 0  # the steps of epoch epochs_done + 1 that last.pt holds (mid-epoch)
+
+    def held(self) -> str:
+        """What last.pt holds, in words."""
+        if not (self.epochs_done or self.steps_done):
+            return "no checkpoint was written yet"
+        steps = f", and {self.steps_done} steps of epoch {self.epochs_done + 1}" \
+            if self.steps_done else ""
+        return f"{self.out / 'last.pt'} holds epoch {self.epochs_done}{steps}"
+
+
+class _StopRequested(Exception):
+    """stop_after_steps reached (after a checkpoint), mid-epoch."""
+
+
+ESTIMATE_STEPS = 3  # steps timed, after the first (warm-up), for the run's time estimate
 
 
 def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
@@ -112,6 +140,8 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         config = state["config"]
         config["recipe"] |= overrides
         recipe, out = Recipe(**config["recipe"]), Path(options.resume)
+        if options.data_dir is None and config.get("data_dir"):  # the run's own data folder
+            options = dataclasses.replace(options, data_dir=config["data_dir"])
     else:
         if recipe is None:
             raise ConfigError("say what to train: a recipe name or a Recipe")
@@ -125,7 +155,10 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         if (out / "last.pt").exists():
             raise ConfigError(f"{out} already holds a run; --resume {out} to continue it, or "
                               "pick another --out")
+        if options.train_subset and recipe.batch_size > options.train_subset:
+            raise _batch_too_large(recipe.batch_size, options.train_subset)
     world = None
+    _check_writable(out)
     _check_model(recipe, config["switches"]["bn_relu"], options.sync_bn)
     if started_by_torchrun():
         from .distributed import init_world  # a plain run never loads it
@@ -143,6 +176,48 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
 
 def started_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse a run folder that cannot be written, before any work (a folder made for the
+    check alone is removed again, so a run that fails later leaves nothing behind)."""
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"--out {out} cannot be written ({err.strerror}); pick a folder you "
+                          "can write to with --out DIR") from None
+    if made:
+        out.rmdir()
+
+
+def _batch_too_large(batch_size: int, images: int) -> ConfigError:
+    return RecipeError("batch_size", f"{batch_size} is larger than the {images} training images "
+                       "(an epoch would have no full batch); give --batch-size "
+                       f"{images} or less, or train on more images")
+
+
+def _estimate(step_seconds: float, steps_per_epoch: int, steps_left: int) -> str:
+    def span(seconds: float) -> str:
+        return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+    return (f"estimate: ~{span(step_seconds * steps_per_epoch)} an epoch, "
+            f"~{span(step_seconds * steps_left)} in all ({steps_left} steps left at "
+            f"{step_seconds:.2f} s a step; evaluation not included)")
+
+
+def _disk_full(err: OSError, out: Path, saved: int) -> str:
+    """The message for a write that failed for want of space; any other OSError re-raised."""
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise err
+    held = (f"{out / 'last.pt'} still holds epoch {saved} and best.pt the best epoch before it"
+            if saved else "no epoch had been saved yet")
+    fix = f"free some space, then --resume {out}" if saved else "free some space and start again"
+    return (f"disk full: could not write {err.filename or out} (a half-written file is never "
+            f"left; {held}); {fix}")
 
 
 def _check_model(recipe: Recipe, bn_relu: str, sync_bn: bool) -> None:
@@ -173,14 +248,19 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     """Build everything, then train epoch by epoch, checkpointing each one."""
     main = world is None or world.is_main  # only rank 0 prints and writes
     quiet = options.quiet or not main
-    report = Report(out, quiet) if main else None
-    say = report.say if report else (lambda *parts: None)
     device = world.device if world else _device(options.device)
     torch.manual_seed(config["seed"])
     speed = resolve_switches(config["switches"], device)
+    if speed["amp"] == "fp16" and device.type == "cpu" and main:
+        print("warning: --amp fp16 is slow on the CPU (no native fp16 math: ~17x slower than "
+              "fp32 measured on a 2-core Xeon); use --amp bf16 or off there", file=sys.stderr)
     data = load_cifar10(options.data_dir, download=options.download, progress=not quiet)
     splits = make_splits(data, config["val_split"], config["seed"], config["train_subset"],
                          config["test_subset"])
+    if recipe.batch_size > len(splits.train[1]):  # every epoch would be 0 steps
+        raise _batch_too_large(recipe.batch_size, len(splits.train[1]))
+    report = Report(out, quiet) if main else None  # the run folder is made from here on
+    say = report.say if report else (lambda *parts: None)
     loaders, sample = make_loaders(splits, recipe, device, seed=config["seed"],
                                    backend=config["loader"], channels_last=speed["channels_last"],
                                    shard=world.shard if world else (0, 1))
@@ -188,20 +268,21 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")
     train = TrainState.build(recipe, speed, loaders, device, world, sample)
-    history, best, start = [], {}, 0
+    history, best, start, start_step, partial = [], {}, 0, 0, None
     if state is not None:
         train.load_state_dict(state)
         restore_rng(state, device)
         history, best, start = state["history"], state["best"], state["epoch"]
-        say(f"resuming {out} after epoch {start}")
+        start_step, partial = state.get("step", 0), state.get("partial")
+        say(f"resuming {out} after epoch {start}"
+            + (f" and {start_step} steps of epoch {start + 1}" if start_step else ""))
     n_params = sum(p.numel() for p in train.model.parameters())
-    config = config | {"model_parameters": n_params, "device": str(device), "speed": speed,
+    config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
+                       "model_parameters": n_params, "device": str(device), "speed": speed,
                        "compile_seconds": train.compile_seconds, "fastcifar": __version__,
                        "environment": environment()}
     if world is not None:
         config = config | {"distributed": world.describe()}
-    if report:
-        report.config(config)
     select = "val_acc" if loaders[1] is not None else "test_acc"
     check_every = options.check_every or (50 if device.type == "cuda" else 1)
     switches = ", ".join(f"{k}={v}" for k, v in speed.items())
@@ -212,12 +293,41 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
 
     def result(status: str, **more) -> FitResult:
         return FitResult(status, out, saved, history, config,
-                         paths=report.paths() if report else {}, **more)
+                         paths=report.paths() if report else {}, steps_done=saved_step, **more)
 
-    saved = start  # the epoch last.pt holds
+    saved, saved_step = start, start_step  # what last.pt holds: epochs, steps of the next one
+    steps_per_epoch = len(loaders[0])
+    clock = {"saved": time.monotonic(), "steps": 0}
+
+    def on_step(epoch: int, step: int, snapshot) -> None:
+        """After each step: the time estimate, a mid-epoch last.pt when due, stop_after_steps."""
+        nonlocal saved, saved_step
+        clock["steps"] += 1
+        if clock["steps"] in (1, 1 + ESTIMATE_STEPS):
+            synchronize(device)
+            clock[clock["steps"]] = time.perf_counter()
+            if clock["steps"] > 1:
+                say(_estimate((clock[clock["steps"]] - clock[1]) / ESTIMATE_STEPS,
+                              steps_per_epoch, (recipe.epochs - epoch) * steps_per_epoch - step))
+        stop = bool(options.stop_after_steps) and clock["steps"] >= options.stop_after_steps
+        due = time.monotonic() - clock["saved"] >= options.checkpoint_minutes * 60
+        if (stop or due) and step < steps_per_epoch:  # an epoch's end is checkpointed anyway
+            if main:
+                save_checkpoint(last_payload(config, train.state_dict(), epoch, history, best,
+                                             device) | {"step": step, "partial": snapshot()},
+                                out / "last.pt")
+            saved, saved_step, clock["saved"] = epoch, step, time.monotonic()
+            if stop:
+                raise _StopRequested
+
     try:
+        if report:
+            report.config(config)
         for epoch in range(start, recipe.epochs):
-            record = run_epoch(train, epoch, history, check_every, progress=not quiet)
+            resume = dict(start_step=start_step, partial=partial) if epoch == start else {}
+            record = run_epoch(train, epoch, history, check_every, progress=not quiet,
+                               on_step=lambda step, snap, e=epoch: on_step(e, step, snap),
+                               **resume)
             history.append(record)
             if not best or record[select] > best[select]:
                 best = dict(record)
@@ -227,18 +337,30 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
             if main:
                 save_checkpoint(last_payload(config, train.state_dict(), epoch + 1, history,
                                              best, device), out / "last.pt")
-            saved = epoch + 1
+            saved, saved_step, clock["saved"] = epoch + 1, 0, time.monotonic()
             if report:
                 report.epoch(history, recipe.epochs)
             if options.stop_after and options.stop_after <= saved < recipe.epochs:
                 say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
                 return result("stopped")
+            if options.stop_after_steps and clock["steps"] >= options.stop_after_steps \
+                    and saved < recipe.epochs:
+                raise _StopRequested
+    except _StopRequested:
+        say(f"stopped after {clock['steps']} steps (--stop-after-steps); resume with --resume "
+            f"{out}")
+        return result("stopped")
     except KeyboardInterrupt:
         return result("interrupted")
     except NonFiniteLoss as err:
         return result("diverged", error=str(err))
+    except OSError as err:
+        return result("disk full", error=_disk_full(err, out, saved))
     final = train.evaluate(loaders[2])
     summary = summarize(recipe, config, history, best, select, final)
-    if report:
-        report.finish(summary, final, history, options.figures)
+    try:
+        if report:
+            report.finish(summary, final, history, options.figures)
+    except OSError as err:
+        return result("disk full", error=_disk_full(err, out, saved))
     return result("finished", summary=summary)

@@ -6,7 +6,8 @@ from its last.pt and ends where an uninterrupted run would have.
 
 This is the command line of ``fastcifar.fit`` (fastcifar/run.py): the recipe flags are made from
 the Recipe's fields, the others from RunOptions; exit codes: 0 done or stopped, 2 a usage or
-data error, 3 a NaN or infinite loss, 130 Ctrl-C.
+data error (a bad flag or value, missing or corrupt data, an unreadable checkpoint, an
+unwritable run folder or a full disk), 3 a NaN or infinite loss, 130 Ctrl-C.
 """
 
 import argparse
@@ -66,10 +67,12 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
                           "each rank's own); works for every model")
     run.add_argument("--loader", choices=SWITCH_CHOICES["loader"], default="torch",
                      help="augmentation backend")
-    speed = parser.add_argument_group("speed switches (auto: on with CUDA, off on the CPU)")
+    speed = parser.add_argument_group(
+        "speed switches (auto: on with CUDA; on the CPU bf16 + channels_last where bf16 is "
+        "native (AMX, AVX512-BF16), else off; compile only with CUDA)")
     speed.add_argument("--amp", choices=SWITCH_CHOICES["amp"], default="auto",
-                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs with "
-                            "native bf16, else fp16)")
+                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs and "
+                            "CPUs with native bf16, fp16 on other GPUs, off on other CPUs)")
     speed.add_argument("--channels-last", choices=SWITCH_CHOICES["channels_last"], default="auto",
                        help="model and batches in channels_last memory format")
     speed.add_argument("--compile", choices=SWITCH_CHOICES["compile"], default="auto",
@@ -91,7 +94,15 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
     out.add_argument("--stop-after", type=int, default=None, metavar="N",
                      help="stop after epoch N, as Ctrl-C would (the schedule still spans "
                           "--epochs); continue later with --resume")
-    out.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    out.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                     help="write last.pt mid-epoch at least every M minutes of the run, so "
+                          "that Ctrl-C loses at most that much (0: after every step); "
+                          "--resume continues from the exact step")
+    out.add_argument("--stop-after-steps", type=int, default=None, metavar="N",
+                     help="stop after N steps, checkpointing first, as Ctrl-C after a "
+                          "checkpoint would (a test hook); continue with --resume")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress bars or epoch lines; only the one-line final result")
     out.add_argument("--no-figures", action="store_true")
     add_data_args(parser)
     return parser
@@ -130,35 +141,40 @@ def main(argv: list[str] | None = None) -> int:
     else:
         recipe, overrides = resolve_recipe(args, parser), {}
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda, but torch sees no CUDA device "
-                         f"(torch {torch.__version__}); use --device cpu or auto")
+        print("error: --device cuda, but torch sees no CUDA device "
+              f"(torch {torch.__version__}); use --device cpu or auto", file=sys.stderr)
+        return 2
     if args.device == "auto" and not torch.cuda.is_available() and not args.quiet \
             and not started_by_torchrun():
         print("note: no CUDA device found, training on the CPU (slow for the big models)")
     options = {k: getattr(args, k) for k in (
         "out", "resume", "seed", "val_split", "train_subset", "test_subset", "loader", "amp",
         "channels_last", "compile", "bn_relu", "device", "sync_bn", "check_every", "stop_after",
-        "data_dir", "quiet")}
+        "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,
                      figures=not args.no_figures)
+    except RecipeError as err:  # a run option: "--val-split must be >= 0, not -5"
+        parser.error(f"--{err.field.replace('_', '-')}{str(err)[len(err.field):]}")
     except ConfigError as err:
         parser.error(str(err))
     except CheckpointError as err:
-        raise SystemExit(f"error: cannot resume: {err}") from None
+        print(f"error: cannot resume: {err}", file=sys.stderr)
+        return 2
     except (DataError, ImportError) as err:  # ImportError: an optional backend (DALI, Triton)
         print(f"error: {err}", file=sys.stderr)
         return 2
-    last = result.out / "last.pt"
-    if result.status == "interrupted":
-        held = f"{last} holds epoch {result.epochs_done}" if result.epochs_done else \
-            "no epoch finished"
-        print(f"\ninterrupted; {held} (resume with --resume {result.out})")
+    if result.status == "disk full":
+        print(f"error: {result.error}", file=sys.stderr)
+        return 2
+    if result.status == "interrupted":  # the hint only where there is something to resume
+        hint = f" (resume with --resume {result.out})" if result.epochs_done or \
+            result.steps_done else "; nothing to resume"
+        print(f"\ninterrupted; {result.held()}{hint}")
         return 130
     if result.status == "diverged":
-        held = f"{last} holds epoch {result.epochs_done}" if result.epochs_done else \
-            "no checkpoint"
-        print(f"error: {result.error}; stopped ({held}). Try a lower --lr.", file=sys.stderr)
+        print(f"error: {result.error}; stopped ({result.held()}). Try a lower --lr.",
+              file=sys.stderr)
         return 3
     return 0
 

@@ -25,7 +25,7 @@ from fastcifar.data.synthetic import make_arrays, write_synthetic_cifar
 # row 2 has augmentation (flip + affine): the ranks' draws must match the one-process draws too
 RUN = ["--recipe", "row2_cnn_aug_plateau", "--batch-size", "40", "--lr", "0.01", "--seed", "3",
        "--train-subset", "80", "--test-subset", "100", "--device", "cpu", "--no-figures",
-       "--quiet"]
+       "--quiet", "--amp", "off", "--channels-last", "off"]  # fp32 NCHW: the tolerances below
 # Tolerance of the 2-rank --sync-bn run against the 1-process run, as ||w2 - w1|| / ||w1|| over
 # all weight tensors. The math is the same (each rank's loss is a mean over 20 images, DDP
 # averages the gradients: the gradient of the mean over the global 40; BatchNorm statistics

@@ -1,9 +1,13 @@
-"""fastcifar.env: the note scripts/setup.sh prints when nvidia-smi sees a GPU torch cannot use."""
+"""fastcifar.env: the note scripts/setup.sh prints when nvidia-smi sees a GPU torch cannot use,
+and the CPU bf16 detection behind the CPU's auto speed switches."""
 
 import os
 import stat
 
-from fastcifar import env
+import pytest
+import torch
+
+from fastcifar import engine, env
 
 H200 = "NVIDIA H200, 570.124.06\n"
 
@@ -33,3 +37,42 @@ def test_gpu_hint_reads_nvidia_smi(tmp_path, monkeypatch):
     assert "NVIDIA H200 (driver 570.124.06)" in env.gpu_hint()
     fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     assert env.gpu_hint() is None  # a failing nvidia-smi lists no GPU
+
+
+# ---- the CPU's native bf16 decides the CPU's auto switches (issue 16, item 3) ----------------
+
+SPR = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+COOPER = "flags\t\t: fpu avx2 avx512f avx512_bf16\n"  # AVX512-BF16 without AMX
+SKYLAKE = "flags\t\t: fpu sse2 avx2 avx512f avx512bw\n"  # AVX-512, bf16 only emulated
+AMX_ONLY = "flags\t\t: fpu avx2 amx_bf16\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native", [(SPR, True), (COOPER, True), (AMX_ONLY, True),
+                                             (SKYLAKE, False), ("", False),
+                                             ("model name\t: avx512_bf16 lookalike\n", False)])
+def test_cpu_native_bf16_reads_the_flags_line(cpuinfo, native):
+    assert env.cpu_native_bf16(cpuinfo) is native
+
+
+def test_cpu_native_bf16_without_proc_cpuinfo(monkeypatch):
+    def missing(self):
+        raise FileNotFoundError(self)
+
+    monkeypatch.setattr(env.Path, "read_text", missing)
+    assert env.cpu_native_bf16() is False
+
+
+AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
+
+
+@pytest.mark.parametrize("native, amp, channels_last", [(True, "bf16", True),
+                                                        (False, "off", False)])
+def test_cpu_auto_switches_follow_native_bf16(monkeypatch, native, amp, channels_last):
+    monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
+    speed = engine.resolve_switches(AUTO, torch.device("cpu"))
+    assert speed == {"amp": amp, "channels_last": channels_last, "compile": "off",
+                     "bn_relu": "auto"}
+    # explicit switches are never overridden
+    explicit = AUTO | {"amp": "off", "channels_last": "off"}
+    assert engine.resolve_switches(explicit, torch.device("cpu"))["amp"] == "off"
+    assert engine.resolve_switches(explicit, torch.device("cpu"))["channels_last"] is False

@@ -138,11 +138,11 @@ def test_bad_flags_are_rejected(bad, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_cuda_without_a_gpu_is_a_clear_error(data_dir, tmp_path):
+def test_cuda_without_a_gpu_is_a_clear_error(data_dir, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(SystemExit, match="no CUDA device"):
-        train.main(flags(data_dir, tmp_path / "x", "--model", "cnn") + ["--device", "cuda"])
+    assert train.main(flags(data_dir, tmp_path / "x", "--model", "cnn") + ["--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
@@ -296,5 +296,59 @@ def test_auto_amp_is_bf16_only_where_the_gpu_has_it(monkeypatch, native_bf16, wa
     auto = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
     assert engine.resolve_switches(auto, torch.device("cuda"))["amp"] == want
     assert asked == [False]  # emulated bf16 (T4, V100) is slow: it must not count
+    monkeypatch.setattr(engine, "cpu_native_bf16", lambda: False)  # a CPU without bf16
     assert engine.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
     assert engine.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"
+
+
+@pytest.mark.parametrize("stop_at", [11, 8])  # mid-epoch 2 (an EMA step apart), an epoch's end
+def test_mid_epoch_checkpoint_resumes_bitwise(data_dir, tmp_path, capsys, stop_at):
+    """Stopped after a mid-epoch checkpoint and resumed, a run ends as an uninterrupted one:
+    the per-step one-cycle schedule, the EMA (every 5 steps) and the augmented order included.
+    400 images / 50 = 8 steps an epoch: step 11 is step 3 of epoch 2."""
+    common = ["--recipe", "row2_cnn_aug_plateau", "--batch-size", "50", "--lr", "0.05",
+              "--scheduler", "onecycle", "--ema-decay", "0.9", "--epochs", "3", "--seed", "3",
+              "--no-figures"]
+    straight = tmp_path / "straight"
+    assert train.main(flags(data_dir, straight, *common)) == 0
+    split = tmp_path / "split"
+    assert train.main(flags(data_dir, split, *common, "--checkpoint-minutes", "0",
+                            "--stop-after-steps", str(stop_at))) == 0
+    state = load_checkpoint(split / "last.pt")
+    assert (state["epoch"], state.get("step", 0)) == divmod(stop_at, 8)
+    capsys.readouterr()
+    assert train.main(["--resume", str(split), "--data-dir", str(data_dir), "--device", "cpu",
+                       "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming {split} after epoch {stop_at // 8}" in printed
+    assert ("and 3 steps of epoch 2" in printed) == (stop_at == 11)
+    assert learned(history(split)) == learned(history(straight))
+    a, b = load_checkpoint(split / "last.pt"), load_checkpoint(straight / "last.pt")
+    for part in ("model", "ema"):
+        for key, value in (a[part] if part == "model" else a[part]["module"]).items():
+            other = b[part] if part == "model" else b[part]["module"]
+            torch.testing.assert_close(value, other[key], rtol=0, atol=0)
+
+
+def test_estimate_and_no_resume_hint_without_a_checkpoint(data_dir, tmp_path, monkeypatch,
+                                                          capsys):
+    """Ctrl-C before any checkpoint: no --resume hint (it would fail); the run's time is
+    estimated after the first timed steps."""
+    real = engine.F.cross_entropy
+    calls = {"n": 0}
+
+    def interrupt_at_step_5(logits, y, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(logits, y, **kw)
+
+    monkeypatch.setattr("fastcifar.engine.F.cross_entropy", interrupt_at_step_5)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(data_dir), "--out", str(out), "--device", "cpu", "--model", "cnn",
+            "--batch-size", "50", "--epochs", "2", "--no-figures"]
+    assert train.main(argv) == 130
+    printed = capsys.readouterr().out
+    assert "interrupted; no checkpoint was written yet; nothing to resume" in printed
+    assert "--resume" not in printed and not (out / "last.pt").exists()
+    assert "estimate: ~" in printed and "an epoch" in printed and "(12 steps left" in printed

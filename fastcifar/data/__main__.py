@@ -2,6 +2,7 @@
 loads it, and prints what it found and how long loading took."""
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -26,7 +27,16 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    try:
+        code = _check(get_args_parser().parse_args(argv))
+        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
+    except BrokenPipeError:  # `python -m fastcifar.data | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
+
+
+def _check(args) -> int:
     try:
         data = load_cifar10(args.data_dir, download=not args.no_download)
     except DataError as err:

@@ -12,8 +12,10 @@ fastcifar.report. ``python -m fastcifar.train`` is a command line around it.
 import dataclasses
 import errno
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +245,30 @@ def _device(name: str) -> torch.device:
                         else name)
 
 
+def _catch_ctrl_c():
+    """(the previous SIGINT handler, a flag that Ctrl-C sets as it raises KeyboardInterrupt).
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal lands; inside a
+    finalizer (a __del__, a weakref callback) it is printed as "Exception ignored" and dropped,
+    and the run would train on to the end. The flag lets the next step raise it again.
+    """
+    flag = {"pressed": False}
+    if threading.current_thread() is not threading.main_thread():
+        return None, flag  # signal handlers belong to the main thread (a notebook's fit())
+
+    def handler(signum, frame):
+        flag["pressed"] = True
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGINT, handler), flag
+
+
+def _release_ctrl_c(previous) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous if previous is not None else
+                      signal.default_int_handler)
+
+
 def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
            world) -> FitResult:
     """Build everything, then train epoch by epoch, checkpointing each one."""
@@ -302,6 +328,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     def on_step(epoch: int, step: int, snapshot) -> None:
         """After each step: the time estimate, a mid-epoch last.pt when due, stop_after_steps."""
         nonlocal saved, saved_step
+        if ctrl_c["pressed"]:  # a Ctrl-C that a finalizer swallowed: stop here after all
+            raise KeyboardInterrupt
         clock["steps"] += 1
         if clock["steps"] in (1, 1 + ESTIMATE_STEPS):
             synchronize(device)
@@ -320,6 +348,7 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
             if stop:
                 raise _StopRequested
 
+    previous_handler, ctrl_c = _catch_ctrl_c()
     try:
         if report:
             report.config(config)
@@ -340,6 +369,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
             saved, saved_step, clock["saved"] = epoch + 1, 0, time.monotonic()
             if report:
                 report.epoch(history, recipe.epochs)
+            if ctrl_c["pressed"]:
+                raise KeyboardInterrupt
             if options.stop_after and options.stop_after <= saved < recipe.epochs:
                 say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
                 return result("stopped")
@@ -356,6 +387,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
         return result("diverged", error=str(err))
     except OSError as err:
         return result("disk full", error=_disk_full(err, out, saved))
+    finally:
+        _release_ctrl_c(previous_handler)
     final = train.evaluate(loaders[2])
     summary = summarize(recipe, config, history, best, select, final)
     try:

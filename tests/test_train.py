@@ -352,3 +352,22 @@ def test_estimate_and_no_resume_hint_without_a_checkpoint(data_dir, tmp_path, mo
     assert "interrupted; no checkpoint was written yet; nothing to resume" in printed
     assert "--resume" not in printed and not (out / "last.pt").exists()
     assert "estimate: ~" in printed and "an epoch" in printed and "(12 steps left" in printed
+
+
+def test_a_swallowed_ctrl_c_is_still_remembered():
+    # a KeyboardInterrupt that lands in a finalizer is dropped by Python; the flag keeps it, so
+    # the run stops at its next step instead of training on to the end
+    from fastcifar import run
+
+    before = signal.getsignal(signal.SIGINT)
+    previous, ctrl_c = run._catch_ctrl_c()
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # as a __del__ would swallow it
+        assert ctrl_c["pressed"]
+    finally:
+        run._release_ctrl_c(previous)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -1,5 +1,6 @@
 """The machine and software a result was measured on; stored with every run and benchmark."""
 
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -68,11 +69,11 @@ def gpu_details() -> dict | None:
 
 
 def triton_version() -> str | None:
+    # read from the installed metadata: importing triton costs a second at every run's start
     try:
-        import triton
-    except ImportError:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return triton.__version__
 
 
 def environment() -> dict:

@@ -78,12 +78,15 @@ def plot_per_class(accuracy: np.ndarray, classes, path: Path, title: str = "") -
 
 
 def plot_overlay(curves: dict[str, list[dict]], path: Path, key: str = "test_acc",
-                 title: str = "") -> None:
-    """One line per run: ``key`` against epoch (e.g. the six Table-1 rows' test accuracy)."""
+                 title: str = "", marks: dict[str, tuple[float, float]] | None = None) -> None:
+    """One line per run: ``key`` against epoch (e.g. the six Table-1 rows' test accuracy);
+    ``marks`` adds labelled single points, (epoch, value), such as a published best epoch."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, history in curves.items():
         ax.plot([h["epoch"] for h in history], [h[key] for h in history], marker=".", label=name)
+    for name, (x, y) in (marks or {}).items():
+        ax.plot([x], [y], marker="*", markersize=12, ls="none", label=f"{name}: {y:g} @ {x:g}")
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.5, ls=":")
     ax.set(xlabel="epoch", ylabel=key.replace("_", " ") + " (%)", title=title)

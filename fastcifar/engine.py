@@ -135,13 +135,16 @@ def make_loaders(splits, recipe: Recipe, device: torch.device, *, seed: int, bac
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     """SGD; with ``no_decay_norm_bias``, BatchNorm parameters and biases (every parameter of
-    fewer than 2 dimensions) get no weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones (e.g. whitening)
-    groups = [{"params": params}]
+    fewer than 2 dimensions, except those the model names in ``trained_like_weights``) get no
+    weight decay and lr x ``norm_bias_lr_scale``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # not frozen ones
+    groups = [{"params": [p for _, p in named]}]
     if recipe.no_decay_norm_bias:
-        groups = [{"params": [p for p in params if p.ndim > 1]},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0,
-                   "lr": recipe.lr * recipe.norm_bias_lr_scale}]
+        like_weights = set(getattr(model, "trained_like_weights", ()))  # e.g. speedrun's
+        norm_bias = [p.ndim <= 1 and n not in like_weights for n, p in named]
+        groups = [{"params": [p for (_, p), nb in zip(named, norm_bias) if not nb]},
+                  {"params": [p for (_, p), nb in zip(named, norm_bias) if nb],
+                   "weight_decay": 0.0, "lr": recipe.lr * recipe.norm_bias_lr_scale}]
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 
@@ -156,10 +159,12 @@ def make_schedules(optimizer, recipe: Recipe, steps_per_epoch: int):
         total = recipe.epochs * steps_per_epoch
         warm = max(1, round(recipe.warmup_fraction * total))
 
-        def one_cycle(step: int) -> float:  # lr/10 -> lr linearly, then linearly to 0
+        start, end = recipe.warmup_start, recipe.final_lr_fraction
+
+        def one_cycle(step: int) -> float:  # start -> 1 linearly, then linearly to end
             if step < warm:
-                return 0.1 + 0.9 * step / warm
-            return max(0.0, (total - step) / max(1, total - warm))
+                return start + (1.0 - start) * step / warm
+            return end + (1.0 - end) * max(0.0, (total - step) / max(1, total - warm))
 
         return None, torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
     return None, None
@@ -226,6 +231,7 @@ class TrainState:
     loaders: tuple  # (train, validation or None, test)
     world: object = None  # fastcifar.distributed.World under torchrun, else None
     compile_seconds: float = 0.0  # spent compiling before training (not training time)
+    init_seconds: float = 0.0  # the data-dependent init (speedrun's whitening fit), timed apart
 
     def state_dict(self) -> dict:
         """What last.pt holds besides the run's bookkeeping."""
@@ -235,8 +241,9 @@ class TrainState:
                 **{k: v.state_dict() if v is not None else None for k, v in stateful.items()}}
 
     def eval_source(self) -> nn.Module:
-        """The uncompiled module whose weights are evaluated (the EMA copy, if any)."""
-        return self.ema.module if self.ema is not None else self.model
+        """The uncompiled module whose weights are evaluated (the EMA copy, if any, unless
+        lookahead pulls the model itself back to it)."""
+        return self.ema.module if self.ema is not None and not self.ema.lookahead else self.model
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -253,21 +260,27 @@ class TrainState:
         (resolve_switches' output)."""
         model = create_model(recipe.model, bn_relu=speed["bn_relu"],
                              **parse_model_options(recipe.model_options)).to(device)
+        init_seconds = 0.0
         if hasattr(model, "fit_to_data") and sample is not None:  # data-dependent init
+            timer = DeviceTimer(device)
+            timer.start()
             model.fit_to_data(torch.cat([x.float() for x, _ in sample()]))
+            init_seconds = timer.stop()  # airbench counts its whitening fit as training time
         if speed["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, recipe)
         scheduler, lr_schedule = make_schedules(optimizer, recipe, len(loaders[0]))
         amp_dtype = AMP_DTYPES[speed["amp"]]
-        ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay else None
+        ema = ModelEMA(model, recipe.ema_decay, lookahead=recipe.lookahead,
+                       total_steps=recipe.epochs * len(loaders[0])) if recipe.ema_decay else None
+        separate_eval = ema is not None and not recipe.lookahead  # lookahead: the live model
         net = world.wrap(model) if world is not None else model  # DDP: gradients averaged
         step_model, seconds = compile_model(net, speed["compile"], loaders, amp_dtype, device,
-                                            eval_too=ema is None, tta=recipe.tta)
+                                            eval_too=not separate_eval, tta=recipe.tta)
         scaler = torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16")
-        return cls(recipe, model, step_model, ema.module if ema is not None else step_model,
+        return cls(recipe, model, step_model, ema.module if separate_eval else step_model,
                    optimizer, scheduler, lr_schedule, scaler, ema, amp_dtype, loaders, world,
-                   seconds)
+                   seconds, init_seconds)
 
     def evaluate(self, loader) -> dict:
         """``evaluate`` of the model under evaluation, summed over the ranks under torchrun."""
@@ -330,7 +343,7 @@ def train_epoch(
         if lr_schedule is not None:
             lr_schedule.step()
         if ema is not None:
-            ema.update(ema_source, step)
+            ema.update(ema_source, step, global_step=epoch * len(loader) + step)
 
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
@@ -368,6 +381,8 @@ def run_epoch(state: TrainState, epoch: int, history: list, check_every: int = 1
     recipe = state.recipe
     train_loader, val_loader, test_loader = state.loaders
     train_loader.set_epoch(epoch)  # the epoch's order and augmentation depend on it alone
+    if hasattr(state.model, "start_epoch"):  # e.g. speedrun: the whitening bias's last epoch
+        state.model.start_epoch(epoch)
     stats = train_epoch(state.step_model, train_loader, state.optimizer, epoch=epoch,
                         label_smoothing=recipe.label_smoothing, check_every=check_every,
                         progress=progress, amp_dtype=state.amp_dtype, scaler=state.scaler,

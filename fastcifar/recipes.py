@@ -69,10 +69,16 @@ class Recipe:
     plateau_factor: float = knob(0.1, "plateau: lr multiplier when the monitored loss stalls")
     plateau_patience: int = knob(10, "plateau: epochs without improvement of the loss")
     plateau_min_lr: float = knob(1e-6, "plateau: the lowest lr")
-    warmup_fraction: float = knob(0.25, "onecycle: share of the steps rising from lr/10 to lr")
+    warmup_fraction: float = knob(0.25, "onecycle: share of the steps rising to the peak lr")
+    warmup_start: float = knob(0.1, "onecycle: the first step's lr, as a fraction of the peak")
+    final_lr_fraction: float = knob(0.0, "onecycle: the last step's lr, as a fraction of the "
+                                    "peak (airbench94: 0.07)")
     no_decay_norm_bias: bool = knob(False, "no weight decay on BatchNorm and biases (on/off)")
     norm_bias_lr_scale: float = knob(1.0, "with no_decay_norm_bias: their lr is lr x this")
     ema_decay: float = knob(0.0, "0 = off; else evaluate an EMA of the weights (every 5 steps)")
+    lookahead: bool = knob(False, "with ema_decay: pull the live weights back to the EMA at each "
+                           "update, the decay ramped as ema_decay x progress^3, and end on the "
+                           "EMA (airbench's Lookahead; on/off)")
     tta: str = knob("none", "test-time augmentation", choices=TTA_MODES)
     augment: str = knob("none", "augmentation preset (fastcifar.augment.PRESETS)",
                         choices=tuple(PRESETS))
@@ -97,8 +103,12 @@ class Recipe:
         need(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
         need(self.plateau_min_lr >= 0, "plateau_min_lr", "must be >= 0")
         need(0.0 <= self.warmup_fraction <= 1.0, "warmup_fraction", "must be in [0, 1]")
+        need(0.0 <= self.warmup_start <= 1.0, "warmup_start", "must be in [0, 1]")
+        need(0.0 <= self.final_lr_fraction <= 1.0, "final_lr_fraction", "must be in [0, 1]")
         need(self.norm_bias_lr_scale > 0, "norm_bias_lr_scale", "must be positive")
         need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
+        need(self.ema_decay > 0 or not self.lookahead, "ema_decay",
+             "must be positive with lookahead (it pulls the weights back to the EMA)")
         need(self.tta in TTA_MODES, "tta", f"must be one of {', '.join(TTA_MODES)}")
         need(self.model in list_models(), "model", f"must be one of {', '.join(list_models())}")
         try:
@@ -160,6 +170,10 @@ RECIPES: dict[str, Recipe] = {
                **(_SPEEDRUN | dict(epochs=40))),
     ]
 }
+
+# the recipe raced against airbench94, on the CPU (benchmarks/race_airbench_cpu.py) and on the
+# GPU (scripts/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
+RACE_RECIPE = "speedrun10"
 
 # what `--model X` runs when no --recipe is given
 DEFAULT_RECIPE = {

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ._version import __version__
+from .augment import get_preset
 from .checkpoint import (
     best_payload,
     last_payload,
@@ -162,6 +163,9 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
     world = None
     _check_writable(out)
     _check_model(recipe, config["switches"]["bn_relu"], options.sync_bn)
+    if config["loader"] == "dali" and get_preset(recipe.augment).crop_fill != "zeros":
+        raise RecipeError("loader", f"dali pads crops with zeros only; --augment "
+                          f"{recipe.augment} needs --loader torch")
     if started_by_torchrun():
         from .distributed import init_world  # a plain run never loads it
 
@@ -305,7 +309,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     n_params = sum(p.numel() for p in train.model.parameters())
     config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
                        "model_parameters": n_params, "device": str(device), "speed": speed,
-                       "compile_seconds": train.compile_seconds, "fastcifar": __version__,
+                       "compile_seconds": train.compile_seconds,
+                       "init_seconds": train.init_seconds, "fastcifar": __version__,
                        "environment": environment()}
     if world is not None:
         config = config | {"distributed": world.describe()}

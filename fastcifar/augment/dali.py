@@ -228,6 +228,9 @@ class DaliLoader(Batches):
                  device="cpu", seed=0, drop_last=None, dtype=torch.float32, channels_last=True,
                  shard=(0, 1)):
         require_dali()
+        if spec.crop_fill != "zeros":
+            raise ValueError(f"the DALI loader pads crops with zeros only, not "
+                             f"{spec.crop_fill!r}; use --loader torch for this preset")
         images, labels = check_arrays(images, labels)
         super().__init__(len(images), batch_size, train, seed, drop_last, shard)
         self.images = images.cpu().numpy()  # DALI reads host memory

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from ..data.constants import MEAN, STD
 
 INTERPOLATIONS = ("nearest", "bilinear")
+CROP_FILLS = ("zeros", "reflect")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,10 @@ class AugmentSpec:
     alternate_flip: bool = False
     degrees: float = 0.0  # rotation uniform in [-degrees, degrees], counter-clockwise positive
     translate: tuple[float, float] = (0.0, 0.0)  # max shift as a fraction of (width, height)
-    crop_padding: int = 0  # RandomCrop(size, padding=crop_padding) with zero fill; 0 = off
+    crop_padding: int = 0  # RandomCrop(size, padding=crop_padding); 0 = off
+    # what the pad-crop shows beyond the edge: "zeros" (torchvision's RandomCrop) or "reflect"
+    # (airbench's: the image mirrored about its edge pixels, as F.pad's reflect mode)
+    crop_fill: str = "zeros"
     brightness: float = 0.0  # factor uniform in [1 - b, 1 + b]
     contrast: float = 0.0  # factor uniform in [1 - c, 1 + c]
     saturation: float = 0.0  # factor uniform in [1 - s, 1 + s]
@@ -51,6 +55,8 @@ class AugmentSpec:
             problems.append(f"translate={self.translate} needs two fractions in [0, 1]")
         if self.crop_padding < 0:
             problems.append(f"crop_padding={self.crop_padding} is negative")
+        if self.crop_fill not in CROP_FILLS:
+            problems.append(f"crop_fill={self.crop_fill!r} is not one of {CROP_FILLS}")
         for name in ("brightness", "contrast", "saturation"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name}={getattr(self, name)} is not in [0, 1)")
@@ -103,6 +109,9 @@ PRESETS: dict[str, AugmentSpec] = {
     # the speedrun's: translate by at most 2 pixels, as airbench does
     "flip_crop2": AugmentSpec(flip_p=0.5, crop_padding=2),
     "altflip_crop2": AugmentSpec(flip_p=0.5, alternate_flip=True, crop_padding=2),
+    # airbench94's exactly: the pad-crop's border is the mirrored image, not black
+    "altflip_crop2_reflect": AugmentSpec(flip_p=0.5, alternate_flip=True, crop_padding=2,
+                                         crop_fill="reflect"),
 }
 
 

@@ -66,7 +66,16 @@ def warp(x: torch.Tensor, params: AugmentParams, spec: AugmentSpec) -> torch.Ten
         # map must respect that frame. ``mid`` is where each output pixel sits in that frame.
         mid = base @ pre[:, :2].transpose(1, 2)  # (B, HW, 2)
         half_w, half_h = (width - 1) / 2, (height - 1) / 2  # the frame's last pixel centre
-        if spec.resized_crop_scale is None:  # pad-crop: outside the frame is the zero padding
+        if spec.resized_crop_scale is None and spec.crop_fill == "reflect":
+            # mirrored about the edge pixels' centres (F.pad's reflect); a shift is at most the
+            # padding, less than the image, so one reflection reaches inside
+            u, v = mid.unbind(-1)  # Python-number bounds: no tensor built from host data
+            u = torch.where(u > half_w, 2 * half_w - u, u)
+            u = torch.where(u < -half_w, -2 * half_w - u, u)
+            v = torch.where(v > half_h, 2 * half_h - v, v)
+            v = torch.where(v < -half_h, -2 * half_h - v, v)
+            mid, outside = torch.stack([u, v], dim=-1), None
+        elif spec.resized_crop_scale is None:  # pad-crop: outside the frame is the zero padding
             outside = ((mid[..., 0:1].abs() > half_w + 0.25)
                        | (mid[..., 1:2].abs() > half_h + 0.25))
         else:
@@ -77,7 +86,7 @@ def warp(x: torch.Tensor, params: AugmentParams, spec: AugmentSpec) -> torch.Ten
             hi = torch.stack([left + w - 1 - half_w, top + h - 1 - half_h], dim=-1)
             mid = torch.maximum(torch.minimum(mid, hi), lo)
         grid = torch.cat([mid, torch.ones_like(mid[..., :1])], -1) @ post[:, :2].transpose(1, 2)
-        if spec.resized_crop_scale is None:
+        if spec.resized_crop_scale is None and outside is not None:
             grid = torch.where(outside, -2.0, grid)  # far outside [-1, 1]: grid_sample reads 0
     grid = grid.view(batch, height, width, 2)
     return F.grid_sample(x, grid, mode=spec.interpolation, padding_mode="zeros",

@@ -1,0 +1,100 @@
+"""benchmarks/race_airbench_cpu.py: one race end to end at toy size (airbench94 really runs, on
+the CPU, behind its shims), the summary's arithmetic, --resume, and that the GPU suite races the
+same recipe."""
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from conftest import REPO
+from fastcifar.data.synthetic import write_synthetic_cifar
+from fastcifar.recipes import RACE_RECIPE, get_recipe
+
+SCRIPT = REPO / "benchmarks" / "race_airbench_cpu.py"
+
+
+@pytest.fixture(scope="module")
+def race():
+    spec = importlib.util.spec_from_file_location("race_airbench_cpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_path, capsys):
+    pytest.importorskip("airbench")
+    data = tmp_path / "data"
+    write_synthetic_cifar(data, n_train=1100, n_test=100, seed=0)  # one step of 1024 an epoch
+    out = tmp_path / "results"
+    code = race.main(["--data-dir", str(data), "--seeds", "0", "--airbench-epochs", "1",
+                      "--work", str(tmp_path / "work"), "--out", str(out), "--data-name", "toy",
+                      "--", "--epochs", "1"])
+    assert code == 0
+    result = json.loads((out / "race_airbench_cpu.json").read_text())
+    assert [r["trainer"] for r in result["rows"]] == ["airbench94", "ours"]
+    airbench, ours = result["rows"]
+    assert airbench["seconds"] > 0 and 0 <= airbench["test_acc"] <= 100
+    assert "total_time_seconds" in airbench["printed"]  # its own timer, read from its table
+    parts = ours["init_seconds"] + ours["train_seconds"] + ours["final_tta_seconds"]
+    assert ours["seconds"] == pytest.approx(parts, abs=0.06)
+    assert ours["init_seconds"] > 0  # the whitening fit is counted, as airbench counts its own
+    assert ours["final_tta_seconds"] == round(ours["history"][-1]["eval_seconds"], 2)
+    assert ours["recipe"]["name"] == RACE_RECIPE and ours["recipe"]["epochs"] == 1
+    assert result["summary"]["ratio"] == pytest.approx(
+        result["summary"]["ours"]["seconds_mean"] / result["summary"]["airbench94"]
+        ["seconds_mean"], abs=1e-3)
+    assert "ratio" in result["summary"] and result["data_name"] == "toy"
+    assert "in" in capsys.readouterr().out
+
+
+def row(trainer, seed, acc, seconds):
+    return {"trainer": trainer, "seed": seed, "test_acc": acc, "seconds": seconds}
+
+
+@pytest.mark.parametrize("ours, met", [
+    ([(0, 90.7, 690.0), (1, 90.6, 700.0)], True),  # +0.03 points in 0.583x
+    ([(0, 90.5, 690.0), (1, 90.6, 700.0)], False),  # 0.07 points short
+    ([(0, 90.7, 990.0), (1, 90.6, 1000.0)], False),  # 0.83x: too slow
+    ([(0, 95.0, 100.0)], False),  # a seed missing: not the same seeds
+])
+def test_summary_means_ratio_and_verdict(race, ours, met):
+    rows = [row("airbench94", 0, 90.6, 1180.0), row("airbench94", 1, 90.7, 1200.0)]
+    rows += [row("ours", s, a, t) for s, a, t in ours]
+    rows.append({"trainer": "ours", "seed": 2, "error": "our run failed"})  # not counted
+    summary = race.summarize(rows, 0.7)
+    assert summary["airbench94"]["test_acc_mean"] == 90.65
+    assert summary["airbench94"]["seconds_mean"] == 1190.0
+    assert summary["ratio"] == round(summary["ours"]["seconds_mean"] / 1190.0, 3)
+    assert summary["met"] is met
+
+
+def test_resume_keeps_finished_runs_and_refuses_another_recipe(race, tmp_path, capsys):
+    pytest.importorskip("airbench")
+    data = tmp_path / "data"
+    write_synthetic_cifar(data, n_train=50, n_test=20, seed=0)
+    earlier = {"recipe": RACE_RECIPE, "train_flags": [],
+               "rows": [row("airbench94", 0, 90.0, 10.0), row("ours", 0, 91.0, 5.0)]}
+    (tmp_path / "race.json").write_text(json.dumps(earlier))
+    base = ["--data-dir", str(data), "--seeds", "0", "--name", "race", "--out", str(tmp_path),
+            "--work", str(tmp_path / "work"), "--resume"]
+    assert race.main(base) == 0  # nothing left to train
+    result = json.loads((tmp_path / "race.json").read_text())
+    assert result["rows"] == earlier["rows"] and result["summary"]["ratio"] == 0.5
+    assert race.main(base + ["--recipe", "speedrun"]) == 2
+    assert "raced speedrun10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds", ["", "0,0", "a,b", "-1"])
+def test_bad_seeds_are_one_error_line(race, seeds, capsys):
+    assert race.main(["--seeds", seeds]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --seeds") and err.count("\n") == 1
+
+
+def test_the_gpu_suite_races_the_same_recipe():
+    suite = (REPO / "scripts" / "gpu_suite.sh").read_text()
+    step = re.search(r"step speedrun_vs_airbench .*?--recipe (\S+)", suite)
+    assert step and step.group(1) == RACE_RECIPE
+    get_recipe(RACE_RECIPE)  # and it exists

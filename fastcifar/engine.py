@@ -144,7 +144,11 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
         norm_bias = [p.ndim <= 1 and n not in like_weights for n, p in named]
         groups = [{"params": [p for (_, p), nb in zip(named, norm_bias) if not nb]},
                   {"params": [p for (_, p), nb in zip(named, norm_bias) if nb],
-                   "weight_decay": 0.0, "lr": recipe.lr * recipe.norm_bias_lr_scale}]
+                   # coupled decay scales with the lr: divided by the lr scale, it takes as
+                   # much a step off them as off the weights
+                   "weight_decay": recipe.weight_decay / recipe.norm_bias_lr_scale
+                   if recipe.norm_bias_step_decay else 0.0,
+                   "lr": recipe.lr * recipe.norm_bias_lr_scale}]
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 

@@ -75,6 +75,9 @@ class Recipe:
                                     "peak (airbench94: 0.07)")
     no_decay_norm_bias: bool = knob(False, "no weight decay on BatchNorm and biases (on/off)")
     norm_bias_lr_scale: float = knob(1.0, "with no_decay_norm_bias: their lr is lr x this")
+    norm_bias_step_decay: bool = knob(False, "with no_decay_norm_bias: decay them after all, by "
+                                      "as much a step as the weights, whatever their lr "
+                                      "(airbench94's; on/off)")
     ema_decay: float = knob(0.0, "0 = off; else evaluate an EMA of the weights (every 5 steps)")
     lookahead: bool = knob(False, "with ema_decay: pull the live weights back to the EMA at each "
                            "update, the decay ramped as ema_decay x progress^3, and end on the "
@@ -106,6 +109,8 @@ class Recipe:
         need(0.0 <= self.warmup_start <= 1.0, "warmup_start", "must be in [0, 1]")
         need(0.0 <= self.final_lr_fraction <= 1.0, "final_lr_fraction", "must be in [0, 1]")
         need(self.norm_bias_lr_scale > 0, "norm_bias_lr_scale", "must be positive")
+        need(self.no_decay_norm_bias or not self.norm_bias_step_decay, "norm_bias_step_decay",
+             "needs no_decay_norm_bias (their own parameter group)")
         need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
         need(self.ema_decay > 0 or not self.lookahead, "ema_decay",
              "must be positive with lookahead (it pulls the weights back to the EMA)")

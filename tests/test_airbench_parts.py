@@ -174,3 +174,16 @@ def test_cli_refuses_the_reflect_crop_with_dali_before_any_work(tmp_path, capsys
     err = capsys.readouterr().err
     assert "needs --loader torch" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_norm_bias_step_decay_takes_as_much_a_step_as_off_the_weights():
+    recipe = get_recipe("speedrun10").replace(norm_bias_step_decay=True)
+    model = create_model("speedrun")
+    weights, norm_bias = make_optimizer(model, recipe).param_groups
+    assert weights["lr"] * weights["weight_decay"] == pytest.approx(
+        norm_bias["lr"] * norm_bias["weight_decay"])
+    assert norm_bias["lr"] == 64 * weights["lr"]
+    off = make_optimizer(model, get_recipe("speedrun10")).param_groups[1]
+    assert off["weight_decay"] == 0.0
+    with pytest.raises(RecipeError, match="norm_bias_step_decay"):
+        get_recipe("row1_cnn").replace(norm_bias_step_decay=True)

@@ -98,3 +98,27 @@ def test_the_gpu_suite_races_the_same_recipe():
     step = re.search(r"step speedrun_vs_airbench .*?--recipe (\S+)", suite)
     assert step and step.group(1) == RACE_RECIPE
     get_recipe(RACE_RECIPE)  # and it exists
+
+
+def test_ablation_variants_switch_each_part_and_merge_model_options():
+    spec = importlib.util.spec_from_file_location("race_ablation",
+                                                  REPO / "benchmarks" / "race_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    every = ablation.variant_flags("all")
+    assert every.count("--model-options") == 1
+    assert every[every.index("--model-options") + 1] == "bn_momentum=0.4,whiten_bias_epochs=3"
+    assert ablation.variant_flags("none") == []
+    without = ablation.variant_flags("all-lookahead")
+    assert "--lookahead" not in without and "--warmup-start" in without
+    assert ablation.variant_flags("all-whiten_bias")[-1] == "bn_momentum=0.4"
+    assert ablation.variant_flags("only-reflect_crop") == ["--augment", "altflip_crop2_reflect"]
+    from fastcifar.train import get_args_parser, resolve_recipe
+
+    parser = get_args_parser()
+    for name in ablation.default_variants():  # every variant's flags make a valid Recipe
+        args = parser.parse_args(["--recipe", RACE_RECIPE, *ablation.variant_flags(name)])
+        recipe = resolve_recipe(args, parser)
+        assert recipe.lookahead == ("lookahead" in ablation.variant_parts(name))
+    with pytest.raises(ValueError, match="unknown variant"):
+        ablation.variant_parts("all-nothing")

@@ -9,7 +9,8 @@ of its final test accuracy over seeds is the noise each switch is judged against
 changes float rounding, so a single run differs like another seed would). On the CPU the Triton
 kernel is not a real switch (CPU tensors run the reference) and fp16 is far too slow there
 (no fast fp16 CPU convolutions); both are left to the GPU. Prints a table and
-writes benchmarks/results/switch_parity-<device>.json.
+writes benchmarks/results/switch_parity-<device>.json (switch_parity-<recipe>-<device>.json for
+a recipe other than fast).
 """
 
 import argparse
@@ -98,7 +99,9 @@ def main(argv=None) -> int:
                        "train_seconds", "compile_seconds", "note"])
     payload = {"settings": vars(args), "baseline_mean": mean, "baseline_std": spread,
                "rows": rows}
-    print(f"saved {save_result(f'switch_parity-{args.device}', payload, args.out)}")
+    name = f"switch_parity-{args.device}" if args.recipe == "fast" else \
+        f"switch_parity-{args.recipe}-{args.device}"
+    print(f"saved {save_result(name, payload, args.out)}")
     return 0
 
 

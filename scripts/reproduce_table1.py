@@ -208,6 +208,16 @@ def hardware(record: dict) -> str:
               f", torch {env['torch']}")
 
 
+def notes_by_text(found: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Each distinct export note, with the recipes it was given for."""
+    notes: dict[str, list[str]] = {}
+    for records in found.values():
+        for r in records:
+            if r.get("note"):
+                notes.setdefault(r["note"], []).append(r["recipe"])
+    return notes
+
+
 def write_table(results: Path) -> str:
     found = load_results(results)
     lines = table_lines(found)
@@ -215,9 +225,9 @@ def write_table(results: Path) -> str:
              "Best by test = the epoch chosen on the test set, as the report did (optimistic); "
              "final = the last epoch. 86-92 %: the first epoch whose test accuracy reached it, "
              "and the training seconds to the end of that epoch (evaluation excluded).",
-             "Per-row notes (how the cores were shared): "
-             + ("; ".join(f"{r['recipe']}: {r['note']}" for rs in found.values() for r in rs
-                          if r.get("note")) or "none")]
+             "How the runs were made: " + ("; ".join(
+                 f"{', '.join(names)}: {note}" for note, names in notes_by_text(found).items())
+                 or "no notes")]
     text = "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
     results.mkdir(parents=True, exist_ok=True)
     (results / "table1.md").write_text(text)

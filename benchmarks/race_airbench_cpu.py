@@ -58,12 +58,11 @@ def run_airbench(folder: Path, work: Path, seed: int, epochs: float | None) -> d
 
 
 def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "fastcifar.train", "--recipe", recipe, "--data-dir", data_dir,
-           "--out", str(out), "--seed", str(seed), "--quiet", "--no-figures", "--no-download",
-           *extra]
-    code = subprocess.run(cmd).returncode
-    if code != 0:
-        return {"error": f"our run failed (exit {code}): {' '.join(cmd[1:])}"}
+    from benchmarks.vs_airbench import train_child
+
+    error = train_child(recipe, data_dir, out, seed, extra)
+    if error:
+        return {"error": error}
     config = json.loads((out / "config.json").read_text())
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = history[-1]

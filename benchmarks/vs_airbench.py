@@ -119,13 +119,19 @@ def first_reaching(history: list[dict], accuracy: float) -> dict | None:
                  for h in history if h["test_acc"] >= accuracy), None)
 
 
-def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
+def train_child(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> str | None:
+    """``python -m fastcifar.train`` in its own process; None, or the error to report."""
     cmd = [sys.executable, "-m", "fastcifar.train", "--recipe", recipe, "--data-dir", data_dir,
            "--out", str(out), "--seed", str(seed), "--quiet", "--no-figures", "--no-download",
            *extra]
     code = subprocess.run(cmd).returncode
-    if code != 0:
-        return {"error": f"our run failed (exit {code}): {' '.join(cmd[1:])}"}
+    return None if code == 0 else f"our run failed (exit {code}): {' '.join(cmd[1:])}"
+
+
+def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
+    error = train_child(recipe, data_dir, out, seed, extra)
+    if error:
+        return {"error": error}
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -44,7 +44,7 @@ def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_pat
     assert ours["recipe"]["name"] == RACE_RECIPE and ours["recipe"]["epochs"] == 1
     assert result["summary"]["ratio"] == pytest.approx(
         result["summary"]["ours"]["seconds_mean"] / result["summary"]["airbench94"]
-        ["seconds_mean"], abs=1e-3)
+        ["seconds_mean"], rel=0.05)  # the means are rounded to 0.1 s; a toy run takes ~3 s
     assert "ratio" in result["summary"] and result["data_name"] == "toy"
     assert "in" in capsys.readouterr().out
 

@@ -125,8 +125,15 @@ class World:
         if not self.is_main:
             fn(*args, **kwargs)
 
-    def close(self) -> None:
+    def close(self, together: bool = True) -> None:
+        """Leave the process group; ``together`` (a normal end) waits for every rank first:
+        without that barrier a rank done first tears down its gloo pairs while another still
+        uses them, which now and then (1 run in 15 here) ends the slower rank in ``terminate
+        called without an active exception`` (SIGABRT). After an error, leave at once: the
+        other ranks may be inside a collective that a barrier would be mismatched with."""
         if dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -174,10 +174,14 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         if world:  # rank 0 downloads and caches the data first, so no two ranks race on files
             world.rank0_first(load_cifar10, options.data_dir, download=options.download,
                               progress=not options.quiet)
-        return _train(recipe, config, out, options, state, world)
-    finally:
-        if world:
-            world.close()
+        result = _train(recipe, config, out, options, state, world)
+    except BaseException:
+        if world:  # the other ranks may be inside a collective: leave without waiting for them
+            world.close(together=False)
+        raise
+    if world:
+        world.close()
+    return result
 
 
 def started_by_torchrun() -> bool:

@@ -3,8 +3,9 @@
     python benchmarks/race_ablation.py --data-dir data [--seeds 0] [--variants all,none,...]
     python benchmarks/race_ablation.py --flags all      # print the flags of one variant
 
-Each variant is ``python -m fastcifar.train --recipe speedrun10`` (the race recipe) plus the
-flags that switch the parts on (PARTS), one run per seed in WORK/<variant>-seed<N>; a finished
+Each variant is ``python -m fastcifar.train --recipe speedrun10`` (ABLATION_BASE: the race recipe
+without the parts, so variant ``all`` trains race10) plus the flags that switch the parts on
+(fastcifar.recipes.AIRBENCH94_PARTS), one run per seed in WORK/<variant>-seed<N>; a finished
 run is read, not trained again, and a stopped one is resumed, so the script can be stopped and
 started again. Writes benchmarks/results/<--name>.json after every run and prints a table: final
 test accuracy (mean over seeds) and the training time as the race counts it (whitening fit +
@@ -22,18 +23,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
 from benchmarks._common import print_table, save_result  # noqa: E402
-from fastcifar.recipes import RACE_RECIPE  # noqa: E402
+from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS  # noqa: E402
 
-# each part: the train flags (or model options) that make the race recipe do as airbench94 does
-PARTS = {
-    "lookahead": dict(flags=["--lookahead", "on", "--ema-decay", str(0.95**5)]),
-    "schedule": dict(flags=["--warmup-start", "0.2", "--warmup-fraction", "0.23",
-                            "--final-lr-fraction", "0.07"]),
-    "reflect_crop": dict(flags=["--augment", "altflip_crop2_reflect"]),
-    "bn_momentum": dict(options=["bn_momentum=0.4"]),
-    "whiten_bias": dict(options=["whiten_bias_epochs=3"]),
-    "bias_decay": dict(flags=["--norm-bias-step-decay", "on"]),
-}
+def part_flags(part: str) -> dict:
+    """The train flags (and model options) that switch ``part`` on: AIRBENCH94_PARTS' Recipe
+    fields spelled as the CLI takes them."""
+    flags, options = [], []
+    for key, value in AIRBENCH94_PARTS[part].items():
+        if key == "model_options":
+            options.append(value)
+        else:
+            text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+            flags += [f"--{key.replace('_', '-')}", text]
+    return {"flags": flags, "options": options}
+
+
+PARTS = {part: part_flags(part) for part in AIRBENCH94_PARTS}
 
 
 def variant_parts(name: str) -> list[str]:
@@ -98,7 +103,8 @@ def table(rows: list[dict]) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--recipe", default=RACE_RECIPE)
+    parser.add_argument("--recipe", default=ABLATION_BASE,
+                        help="the base, with the parts off (default: %(default)s)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--variants", default=",".join(default_variants()))
     parser.add_argument("--work", default="runs/race_ablation")

@@ -1,6 +1,6 @@
 """airbench94 against our race recipe on the CPU, back to back, same data, cores and seeds.
 
-    python benchmarks/race_airbench_cpu.py --data-dir data [--seeds 0,1] [--recipe speedrun10]
+    python benchmarks/race_airbench_cpu.py --data-dir data [--seeds 0,1] [--recipe race10]
         [--resume] [-- TRAIN FLAGS for ours, e.g. an ablation: --lookahead off]
 
 One invocation trains, for each seed, airbench94 (PyPI airbench 0.1.8, unmodified, behind the

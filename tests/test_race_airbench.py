@@ -2,6 +2,7 @@
 the CPU, behind its shims), the summary's arithmetic, --resume, and that the GPU suite races the
 same recipe."""
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import REPO
 from fastcifar.data.synthetic import write_synthetic_cifar
-from fastcifar.recipes import RACE_RECIPE, get_recipe
+from fastcifar.recipes import ABLATION_BASE, RACE_RECIPE, get_recipe
 
 SCRIPT = REPO / "benchmarks" / "race_airbench_cpu.py"
 
@@ -83,7 +84,7 @@ def test_resume_keeps_finished_runs_and_refuses_another_recipe(race, tmp_path, c
     result = json.loads((tmp_path / "race.json").read_text())
     assert result["rows"] == earlier["rows"] and result["summary"]["ratio"] == 0.5
     assert race.main(base + ["--recipe", "speedrun"]) == 2
-    assert "raced speedrun10" in capsys.readouterr().err
+    assert f"raced {RACE_RECIPE}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("seeds", ["", "0,0", "a,b", "-1"])
@@ -98,6 +99,13 @@ def test_the_gpu_suite_races_the_same_recipe():
     step = re.search(r"step speedrun_vs_airbench .*?--recipe (\S+)", suite)
     assert step and step.group(1) == RACE_RECIPE
     get_recipe(RACE_RECIPE)  # and it exists
+
+
+def same_training(a, b) -> bool:
+    """Two recipes that train alike: every field but the name and description equal."""
+    skip = {"name", "description"}
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(a)
+               if f.name not in skip)
 
 
 def test_ablation_variants_switch_each_part_and_merge_model_options():
@@ -116,9 +124,14 @@ def test_ablation_variants_switch_each_part_and_merge_model_options():
     from fastcifar.train import get_args_parser, resolve_recipe
 
     parser = get_args_parser()
+    trained = {}
     for name in ablation.default_variants():  # every variant's flags make a valid Recipe
-        args = parser.parse_args(["--recipe", RACE_RECIPE, *ablation.variant_flags(name)])
-        recipe = resolve_recipe(args, parser)
-        assert recipe.lookahead == ("lookahead" in ablation.variant_parts(name))
+        args = parser.parse_args(["--recipe", ABLATION_BASE, *ablation.variant_flags(name)])
+        trained[name] = resolve_recipe(args, parser)
+        assert trained[name].lookahead == ("lookahead" in ablation.variant_parts(name))
+    # the ablation's ends are the two recipes: "all" trains what is raced, "none" its base
+    assert same_training(trained["all"], get_recipe(RACE_RECIPE))
+    assert same_training(trained["none"], get_recipe(ABLATION_BASE))
+    assert not same_training(trained["all-bn_momentum"], get_recipe(RACE_RECIPE))
     with pytest.raises(ValueError, match="unknown variant"):
         ablation.variant_parts("all-nothing")

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a so
 from benchmarks._common import print_table, save_result  # noqa: E402
 from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS  # noqa: E402
 
+
 def part_flags(part: str) -> dict:
     """The train flags (and model options) that switch ``part`` on: AIRBENCH94_PARTS' Recipe
     fields spelled as the CLI takes them."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
-from benchmarks._common import print_table, save_result  # noqa: E402
+from benchmarks._common import RESULTS, print_table, save_result  # noqa: E402
 from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS  # noqa: E402
 
 
@@ -88,6 +88,18 @@ def run_variant(name: str, seed: int, args, work: Path) -> dict:
             "test_acc_per_epoch": [h["test_acc"] for h in history]}
 
 
+def earlier_rows(folder: Path, name: str, recipe: str) -> list[dict]:
+    """The finished rows of an earlier invocation's JSON (same base recipe), so that a run of
+    some variants adds to the table instead of replacing it."""
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if earlier.get("recipe") != recipe:
+        return []
+    return [r for r in earlier.get("rows", []) if "error" not in r]
+
+
 def table(rows: list[dict]) -> list[dict]:
     out = []
     for name in dict.fromkeys(r["variant"] for r in rows):
@@ -125,11 +137,16 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     work = Path(args.work)
-    rows = []
+    rows = earlier_rows(Path(args.out) if args.out else RESULTS, args.name, args.recipe)
     for seed in seeds:
         for name in variants:
-            rows.append(run_variant(name, seed, args, work))
-            print(f"{name} seed {seed}: {rows[-1].get('test_acc', rows[-1].get('error'))}",
+            row = run_variant(name, seed, args, work)
+            same = [i for i, r in enumerate(rows) if (r["variant"], r["seed"]) == (name, seed)]
+            if same:  # an earlier row of this run: replaced where it stood
+                rows[same[0]] = row
+            else:
+                rows.append(row)
+            print(f"{name} seed {seed}: {row.get('test_acc', row.get('error'))}",
                   flush=True)
             saved = save_result(args.name, {
                 "data_name": "CIFAR-10 (JPEG q75 copy)", "recipe": args.recipe,

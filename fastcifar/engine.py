@@ -31,6 +31,7 @@ from .ema import ModelEMA
 from .env import cpu_native_bf16
 from .metrics import confusion_matrix
 from .models import create_model, parse_model_options
+from .muon import Muon
 from .recipes import TTA_MODES, Recipe
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -133,22 +134,33 @@ def make_loaders(splits, recipe: Recipe, device: torch.device, *, seed: int, bac
     return (train, val, evaluate_on(*splits.test)), sample
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """SGD; with ``no_decay_norm_bias``, BatchNorm parameters and biases (every parameter of
     fewer than 2 dimensions, except those the model names in ``trained_like_weights``) get no
-    weight decay and lr x ``norm_bias_lr_scale``."""
+    weight decay and lr x ``norm_bias_lr_scale``. With ``muon_lr``, fastcifar.muon.Muon: the
+    conv filters (4-D) in a Muon group at muon_lr, the other weights and the shifts as above,
+    except that every parameter of < 2 dims is a shift (airbench94_muon trains the whitening
+    bias at the BN shifts' lr)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # not frozen ones
     groups = [{"params": [p for _, p in named]}]
     if recipe.no_decay_norm_bias:
-        like_weights = set(getattr(model, "trained_like_weights", ()))  # e.g. speedrun's
+        like_weights = () if recipe.muon_lr else set(getattr(model, "trained_like_weights", ()))
         norm_bias = [p.ndim <= 1 and n not in like_weights for n, p in named]
-        groups = [{"params": [p for (_, p), nb in zip(named, norm_bias) if not nb]},
+        filters = [bool(recipe.muon_lr) and p.ndim == 4 for _, p in named]
+        groups = [{"params": [p for (_, p), nb, f in zip(named, norm_bias, filters)
+                              if not nb and not f]},
                   {"params": [p for (_, p), nb in zip(named, norm_bias) if nb],
                    # coupled decay scales with the lr: divided by the lr scale, it takes as
                    # much a step off them as off the weights
                    "weight_decay": recipe.weight_decay / recipe.norm_bias_lr_scale
                    if recipe.norm_bias_step_decay else 0.0,
                    "lr": recipe.lr * recipe.norm_bias_lr_scale}]
+        if recipe.muon_lr:
+            groups.append({"params": [p for (_, p), f in zip(named, filters) if f], "muon": True,
+                           "lr": recipe.muon_lr, "momentum": recipe.muon_momentum,
+                           "nesterov": recipe.muon_momentum > 0, "weight_decay": 0.0})
+            return Muon(groups, lr=recipe.lr, momentum=recipe.momentum,
+                        nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 

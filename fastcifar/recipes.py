@@ -78,6 +78,9 @@ class Recipe:
     norm_bias_step_decay: bool = knob(False, "with no_decay_norm_bias: decay them after all, by "
                                       "as much a step as the weights, whatever their lr "
                                       "(airbench94's; on/off)")
+    muon_lr: float = knob(0.0, "0 = off; else the conv filters (4-D weights) train with Muon at "
+                          "this peak lr (fastcifar.muon; airbench94_muon: 0.24), the rest with SGD")
+    muon_momentum: float = knob(0.6, "with muon_lr: Muon's (Nesterov) momentum")
     ema_decay: float = knob(0.0, "0 = off; else evaluate an EMA of the weights (every 5 steps)")
     lookahead: bool = knob(False, "with ema_decay: pull the live weights back to the EMA at each "
                            "update, the decay ramped as ema_decay x progress^3, and end on the "
@@ -111,6 +114,10 @@ class Recipe:
         need(self.norm_bias_lr_scale > 0, "norm_bias_lr_scale", "must be positive")
         need(self.no_decay_norm_bias or not self.norm_bias_step_decay, "norm_bias_step_decay",
              "needs no_decay_norm_bias (their own parameter group)")
+        need(self.muon_lr >= 0, "muon_lr", "must be >= 0 (0 = off)")
+        need(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
+        need(self.muon_lr == 0 or self.no_decay_norm_bias, "muon_lr",
+             "needs no_decay_norm_bias on (Muon's biases and BN shifts have their own group)")
         need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
         need(self.ema_decay > 0 or not self.lookahead, "ema_decay",
              "must be positive with lookahead (it pulls the weights back to the EMA)")
@@ -172,6 +179,18 @@ def with_parts(fields: dict, parts) -> dict:
     return out
 
 
+# airbench94_muon's recipe (../shared/notes/ANCHORS.md) in our terms: its sum-loss lrs x batch
+# 2000 for our mean loss, and its head's lr x (9/256)^2 since our logits are scaled by 1/9 with
+# default-init weights where its are scaled by 1/256 with unit-std ones (the same logits at
+# init); its decay of 2e-6 x batch a step becomes weight_decay x lr = 0.004
+_MUON8 = dict(epochs=8, batch_size=2000, lr=1.65, momentum=0.85, nesterov=True,
+              weight_decay=0.004 / 1.65, no_decay_norm_bias=True, norm_bias_lr_scale=64.0,
+              norm_bias_step_decay=True, label_smoothing=0.2, scheduler="onecycle",
+              warmup_fraction=0.0, warmup_start=1.0, final_lr_fraction=0.0, muon_lr=0.24,
+              muon_momentum=0.6, tta="flip_translate", augment="altflip_crop2_reflect",
+              model_options="bn_momentum=0.4,whiten_bias_epochs=3")
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
@@ -203,6 +222,8 @@ RECIPES: dict[str, Recipe] = {
         # docs/speedrun.md)
         Recipe("race10", "speedrun", "speedrun10 + airbench94's parts: the recipe raced "
                "against airbench94", **with_parts(_SPEEDRUN, AIRBENCH94_PARTS)),
+        Recipe("muon8", "speedrun", "speedrun net, 8 epochs, Muon for the conv filters "
+               "(airbench94_muon's recipe)", **_MUON8),
     ]
 }
 

@@ -135,3 +135,31 @@ def test_ablation_variants_switch_each_part_and_merge_model_options():
     assert not same_training(trained["all-bn_momentum"], get_recipe(RACE_RECIPE))
     with pytest.raises(ValueError, match="unknown variant"):
         ablation.variant_parts("all-nothing")
+
+
+def test_ablation_adds_to_the_table_an_earlier_invocation_wrote(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("race_ablation",
+                                                  REPO / "benchmarks" / "race_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    accuracy = {"all": 90.7, "none": 90.0, "all-lookahead": 90.4}
+    trained = []
+
+    def fake_run(name, seed, args, work):  # what run_variant reads from a finished run
+        trained.append(name)
+        return {"variant": name, "seed": seed, "flags": [], "test_acc": accuracy[name],
+                "race_seconds": 1.0, "test_acc_per_epoch": [accuracy[name]]}
+
+    monkeypatch.setattr(ablation, "run_variant", fake_run)
+    args = ["--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    assert ablation.main(["--variants", "all,none", *args]) == 0
+    accuracy["all"] = 90.8  # the same run read again: replaced in place, not duplicated
+    assert ablation.main(["--variants", "all-lookahead,all", *args]) == 0
+    saved = json.loads((tmp_path / "race_ablation-cpu.json").read_text())
+    assert [(r["variant"], r["test_acc"]) for r in saved["table"]] == [
+        ("all", 90.8), ("none", 90.0), ("all-lookahead", 90.4)]
+    assert trained == ["all", "none", "all-lookahead", "all"]
+    # another base recipe's table is not merged into this one's
+    assert ablation.main(["--variants", "none", "--recipe", "speedrun", *args]) == 0
+    saved = json.loads((tmp_path / "race_ablation-cpu.json").read_text())
+    assert [r["variant"] for r in saved["table"]] == ["none"]

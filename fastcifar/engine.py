@@ -99,9 +99,11 @@ def auto_amp(device: torch.device) -> str:
 def resolve_switches(switches: dict, device: torch.device) -> dict:
     """The speed switches with "auto" decided for ``device``: on with CUDA; on the CPU bf16 and
     channels_last where bf16 is native (oneDNN's fast bf16 convolutions want NHWC), else off;
-    compile only with CUDA (on the CPU it gave no speed-up, ../shared/notes/TOOLCHAIN.md)."""
+    compile only with CUDA (on the CPU it gave no speed-up, ../shared/notes/TOOLCHAIN.md); on
+    the CPU freed memory kept in the heap (cpu_malloc, fastcifar.env.keep_freed_memory)."""
     cuda = device.type == "cuda"
     fast_cpu = device.type == "cpu" and cpu_native_bf16()
+    malloc = switches.get("cpu_malloc", "auto")  # older runs' configs have none
     return {
         "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
         "channels_last": {"on": True, "off": False, "auto": cuda or fast_cpu}[
@@ -109,6 +111,8 @@ def resolve_switches(switches: dict, device: torch.device) -> dict:
         "compile": switches["compile"] if switches["compile"] != "auto" else (
             "default" if cuda else "off"),
         "bn_relu": switches["bn_relu"],
+        "cpu_malloc": ("keep" if device.type == "cpu" else "default") if malloc == "auto"
+        else malloc,
     }
 
 

@@ -1,5 +1,6 @@
 """The machine and software a result was measured on; stored with every run and benchmark."""
 
+import ctypes
 import importlib.metadata
 import os
 import platform
@@ -37,6 +38,28 @@ def cpu_native_bf16(cpuinfo: str | None = None) -> bool:
         if line.startswith("flags"):
             return any(flag in line.split(":", 1)[-1].split() for flag in BF16_CPU_FLAGS)
     return False
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc serve every allocation from its heap and keep what is freed there.
+
+    Why: a CPU training step allocates and frees activations of tens to hundreds of MB. By
+    default each block that large is a fresh mmap whose pages the kernel zero-fills and faults
+    in on first touch, every step, and is unmapped when freed; kept in the heap, the next step
+    reuses pages already mapped. Measured on the 2-core Xeon, speedrun net, bf16 eval at batch
+    2000 (1 thread): 8x fewer page faults and 1.7x the images/s. The cost: the process keeps
+    its peak memory until it exits. Returns whether it applied (False where libc has no
+    mallopt, e.g. musl or macOS)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def git_commit() -> str:

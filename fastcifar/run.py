@@ -42,14 +42,14 @@ from .engine import (
     run_epoch,
     synchronize,
 )  # fmt: skip
-from .env import environment
+from .env import environment, keep_freed_memory
 from .models import BN_RELU_CHOICES, create_model, parse_model_options
 from .recipes import ConfigError, Recipe, RecipeError, get_recipe
 from .report import Report, summarize
 
 SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
                   "compile": ("auto", "off", *COMPILE_MODES), "bn_relu": BN_RELU_CHOICES,
-                  "loader": ("torch", "dali"), "device": ("auto", "cpu", "cuda")}
+                  "cpu_malloc": ("auto", "keep", "default"), "loader": ("torch", "dali"), "device": ("auto", "cpu", "cuda")}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class RunOptions:
     channels_last: str = "auto"  # (*)
     compile: str = "auto"  # (*)
     bn_relu: str = "auto"  # (*)
+    cpu_malloc: str = "auto"  # (*)
     device: str = "auto"
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     check_every: int | None = None  # read the loss back every K steps (default 1 CPU, 50 CUDA)
@@ -152,7 +153,7 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         config = {"recipe": dataclasses.asdict(recipe), "val_split": options.val_split,
                   "seed": options.seed, "loader": options.loader,
                   "switches": {k: getattr(options, k) for k in
-                               ("amp", "channels_last", "compile", "bn_relu")},
+                               ("amp", "channels_last", "compile", "bn_relu", "cpu_malloc")},
                   "train_subset": options.train_subset, "test_subset": options.test_subset}
         out = Path(options.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "last.pt").exists():
@@ -285,6 +286,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     device = world.device if world else _device(options.device)
     torch.manual_seed(config["seed"])
     speed = resolve_switches(config["switches"], device)
+    if speed["cpu_malloc"] == "keep" and not keep_freed_memory():
+        speed["cpu_malloc"] = "default"  # not glibc: nothing to set
     if speed["amp"] == "fp16" and device.type == "cpu" and main:
         print("warning: --amp fp16 is slow on the CPU (no native fp16 math: ~17x slower than "
               "fp32 measured on a 2-core Xeon); use --amp bf16 or off there", file=sys.stderr)

@@ -82,6 +82,9 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
                        help="BatchNorm+ReLU implementation (auto: the Triton kernel on GPUs of "
                             "compute capability 8.0 and later; a model without BN+ReLU, the "
                             "speedrun, refuses triton)")
+    speed.add_argument("--cpu-malloc", choices=SWITCH_CHOICES["cpu_malloc"], default="auto",
+                       help="keep: glibc keeps freed memory in its heap, so a step's activations "
+                            "are not page-faulted in afresh every step (auto: keep on the CPU)")
     run.add_argument("--train-subset", type=int, default=None, metavar="N",
                      help="train on the first N training images only (quick checks)")
     run.add_argument("--test-subset", type=int, default=None, metavar="N",
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: no CUDA device found, training on the CPU (slow for the big models)")
     options = {k: getattr(args, k) for k in (
         "out", "resume", "seed", "val_split", "train_subset", "test_subset", "loader", "amp",
-        "channels_last", "compile", "bn_relu", "device", "sync_bn", "check_every", "stop_after",
+        "channels_last", "compile", "bn_relu", "cpu_malloc", "device", "sync_bn", "check_every", "stop_after",
         "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,

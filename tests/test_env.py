@@ -62,7 +62,8 @@ def test_cpu_native_bf16_without_proc_cpuinfo(monkeypatch):
     assert env.cpu_native_bf16() is False
 
 
-AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
+AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto",
+        "cpu_malloc": "auto"}
 
 
 @pytest.mark.parametrize("native, amp, channels_last", [(True, "bf16", True),
@@ -71,8 +72,48 @@ def test_cpu_auto_switches_follow_native_bf16(monkeypatch, native, amp, channels
     monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
     speed = engine.resolve_switches(AUTO, torch.device("cpu"))
     assert speed == {"amp": amp, "channels_last": channels_last, "compile": "off",
-                     "bn_relu": "auto"}
+                     "bn_relu": "auto", "cpu_malloc": "keep"}
     # explicit switches are never overridden
     explicit = AUTO | {"amp": "off", "channels_last": "off"}
     assert engine.resolve_switches(explicit, torch.device("cpu"))["amp"] == "off"
     assert engine.resolve_switches(explicit, torch.device("cpu"))["channels_last"] is False
+
+
+def test_cpu_malloc_keeps_freed_memory_on_the_cpu_only_when_auto():
+    assert engine.resolve_switches(AUTO, torch.device("cpu"))["cpu_malloc"] == "keep"
+    assert engine.resolve_switches(AUTO, torch.device("cuda"))["cpu_malloc"] == "default"
+    assert engine.resolve_switches(AUTO | {"cpu_malloc": "default"},
+                                   torch.device("cpu"))["cpu_malloc"] == "default"
+    # a run whose config predates the switch resumes with it on auto
+    older = {k: v for k, v in AUTO.items() if k != "cpu_malloc"}
+    assert engine.resolve_switches(older, torch.device("cpu"))["cpu_malloc"] == "keep"
+
+
+def test_keep_freed_memory_stops_large_blocks_from_being_mapped_afresh():
+    import resource
+    import subprocess
+    import sys
+
+    # in a child, since the setting is for the whole process: how many page faults 20
+    # allocations of 64 MB (each touched) cost, before and after keep_freed_memory
+    script = """
+import resource, sys, torch
+from fastcifar.env import keep_freed_memory
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        torch.ones(16 * 2**20)  # 64 MB, filled: every page touched
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+plain = faults()
+applied = keep_freed_memory()
+faults()  # the first allocation after it grows the heap once
+print(applied, plain, faults())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    applied, plain, kept = out[0] == "True", int(out[1]), int(out[2])
+    if not applied:
+        pytest.skip("this libc has no mallopt")
+    pages = 20 * 64 * 2**20 // resource.getpagesize()
+    assert plain > pages // 2  # every block mapped and faulted in afresh
+    assert kept < plain // 10  # the heap's pages reused

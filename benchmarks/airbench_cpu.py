@@ -62,11 +62,20 @@ def _shim_cuda_for_cpu(airbench_utils) -> None:
     airbench_utils.init_whitening_conv = init_whitening_conv_fp32
 
 
-def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None) -> dict:
+def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None,
+                     keep_freed_memory: bool = False) -> dict:
+    """airbench<trainer> once; ``keep_freed_memory`` first gives this process the allocator
+    setting our trainer uses on the CPU (fastcifar.env.keep_freed_memory, the cpu_malloc
+    switch): a control that leaves airbench's code as it is."""
     import airbench
     import airbench.utils
 
     _shim_cuda_for_cpu(airbench.utils)
+    if keep_freed_memory:
+        from fastcifar.env import keep_freed_memory as keep
+
+        if not keep():
+            raise RuntimeError("keep_freed_memory: this libc has no mallopt")
     train_fn = getattr(airbench, f"train{trainer}")
     here = os.getcwd()
     os.chdir(folder)  # airbench reads ./cifar10
@@ -90,7 +99,7 @@ def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None
     # evaluation excluded), the last column of its final row
     own_seconds = float(epochs[-1].strip("| ").split("|")[-1]) if epochs else None
     return {"test_acc": accuracy, "airbench_seconds": own_seconds, "wall_seconds": wall,
-            "printed": table}
+            "cpu_malloc": "keep" if keep_freed_memory else "default", "printed": table}
 
 
 def main(argv=None) -> int:

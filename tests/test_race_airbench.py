@@ -31,11 +31,15 @@ def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_pat
     out = tmp_path / "results"
     code = race.main(["--data-dir", str(data), "--seeds", "0", "--airbench-epochs", "1",
                       "--work", str(tmp_path / "work"), "--out", str(out), "--data-name", "toy",
-                      "--", "--epochs", "1"])
+                      "--control", "--", "--epochs", "1"])
     assert code == 0
     result = json.loads((out / "race_airbench_cpu.json").read_text())
-    assert [r["trainer"] for r in result["rows"]] == ["airbench94", "ours"]
-    airbench, ours = result["rows"]
+    assert [r["trainer"] for r in result["rows"]] == ["airbench94", "ours", race.CONTROL]
+    airbench, ours, control = result["rows"]
+    # the control is airbench94 in a process with our allocator setting, airbench94 without
+    assert airbench["cpu_malloc"] == "default" and control["cpu_malloc"] == "keep"
+    assert ours["speed"]["cpu_malloc"] == "keep"
+    assert "ratio" in result["summary"]["control"]
     assert airbench["seconds"] > 0 and 0 <= airbench["test_acc"] <= 100
     assert "total_time_seconds" in airbench["printed"]  # its own timer, read from its table
     parts = ours["init_seconds"] + ours["train_seconds"] + ours["final_tta_seconds"]
@@ -69,6 +73,15 @@ def test_summary_means_ratio_and_verdict(race, ours, met):
     assert summary["airbench94"]["seconds_mean"] == 1190.0
     assert summary["ratio"] == round(summary["ours"]["seconds_mean"] / 1190.0, 3)
     assert summary["met"] is met
+
+
+def test_summary_races_ours_against_the_control_too(race):
+    rows = [row("airbench94", 0, 90.6, 1000.0), row(race.CONTROL, 0, 90.6, 800.0),
+            row("ours", 0, 90.7, 600.0)]
+    summary = race.summarize(rows, 0.7)
+    assert summary["ratio"] == 0.6 and summary["met"] is True
+    assert summary["control"] == {"ratio": 0.75, "acc_gap": 0.1, "met": False}
+    assert "control" not in race.summarize(rows[::2], 0.7)
 
 
 def test_resume_keeps_finished_runs_and_refuses_another_recipe(race, tmp_path, capsys):

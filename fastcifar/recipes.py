@@ -228,10 +228,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 # the recipe raced against airbench94, on the CPU (benchmarks/race_airbench_cpu.py) and on the
-# GPU (scripts/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing;
-# the ablation (benchmarks/race_ablation.py) starts from ABLATION_BASE, the same without the parts
-RACE_RECIPE = "race10"
+# GPU (scripts/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
+# (race10 until issue 18's Muon: docs/speedrun.md); the ablation of airbench94's parts
+# (benchmarks/race_ablation.py) runs from ABLATION_BASE, without them, to ABLATION_ALL
+RACE_RECIPE = "muon8"
 ABLATION_BASE = "speedrun10"
+ABLATION_ALL = "race10"  # the ablation's "all": ABLATION_BASE with every one of the parts
 
 # what `--model X` runs when no --recipe is given
 DEFAULT_RECIPE = {

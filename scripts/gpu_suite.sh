@@ -28,7 +28,7 @@
 #      this is the only call. The kernel benchmark goes last because it loses least when cut.
 #   2. at once, run(timeout_s=200, carry=the same (a cold machine restores again, a warm one
 #          skips it), command="bash scripts/gpu_suite.sh --call 2 $OUT")          ~170 s
-#      loader_throughput, speedrun_vs_airbench (race10, the recipe we race airbench94 with),
+#      loader_throughput, speedrun_vs_airbench (muon8, the recipe we race airbench94 with),
 #      torchrun_overhead, train_row6_3ep, loader_torchvision, fast_seeds (seeds 1 and 2 beside
 #      call 1's seed 0), cpu_tests: in that order until its 170 s are spent (expect the first
 #      three; a later session runs the rest with GPU_SUITE_ONLY).
@@ -194,10 +194,11 @@ step kernel_bn_relu 55 "${kernel_env[@]}" $py benchmarks/kernel_bn_relu.py "${kb
 # ---- call 2: the rest, in order of value, until the call's time is spent ------------------
 step loader_throughput 45 $py benchmarks/loader_throughput.py "${lt[@]}" --backends torch "${dali[@]}" \
   --data-dir "$data" --out "$work"
-# race10 (speedrun10 + airbench94's parts) is the recipe we race airbench94 with (the torch
-# loader: DALI pads crops with zeros, race10 mirrors); each run's JSON is saved as it finishes
-step speedrun_vs_airbench 100 $py benchmarks/vs_airbench.py --data-dir "$data" --recipe race10 \
-  --runs "$airbench_runs" --name vs_airbench-race10 --work "$work/race10" --out "$work" \
+# muon8 (airbench94_muon's recipe: Muon for the conv filters, 8 epochs) is the recipe we race
+# airbench94 with (the torch loader: DALI pads crops with zeros, muon8 mirrors); each run's JSON
+# is saved as it finishes
+step speedrun_vs_airbench 100 $py benchmarks/vs_airbench.py --data-dir "$data" --recipe muon8 \
+  --runs "$airbench_runs" --name vs_airbench-muon8 --work "$work/muon8" --out "$work" \
   -- "${tiny[@]}"
 step torchrun_overhead 40 $py benchmarks/torchrun_overhead.py --data-dir "$data" "${tr[@]}" \
   --work "$work/torchrun" --out "$work"

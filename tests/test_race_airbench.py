@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 from fastcifar.data.synthetic import write_synthetic_cifar
-from fastcifar.recipes import ABLATION_BASE, RACE_RECIPE, get_recipe
+from fastcifar.recipes import ABLATION_ALL, ABLATION_BASE, RACE_RECIPE, get_recipe
 
 SCRIPT = REPO / "benchmarks" / "race_airbench_cpu.py"
 
@@ -31,7 +31,7 @@ def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_pat
     out = tmp_path / "results"
     code = race.main(["--data-dir", str(data), "--seeds", "0", "--airbench-epochs", "1",
                       "--work", str(tmp_path / "work"), "--out", str(out), "--data-name", "toy",
-                      "--control", "--", "--epochs", "1"])
+                      "--control", "--", "--epochs", "1", "--batch-size", "1024"])
     assert code == 0
     result = json.loads((out / "race_airbench_cpu.json").read_text())
     assert [r["trainer"] for r in result["rows"]] == ["airbench94", "ours", race.CONTROL]
@@ -142,10 +142,10 @@ def test_ablation_variants_switch_each_part_and_merge_model_options():
         args = parser.parse_args(["--recipe", ABLATION_BASE, *ablation.variant_flags(name)])
         trained[name] = resolve_recipe(args, parser)
         assert trained[name].lookahead == ("lookahead" in ablation.variant_parts(name))
-    # the ablation's ends are the two recipes: "all" trains what is raced, "none" its base
-    assert same_training(trained["all"], get_recipe(RACE_RECIPE))
+    # the ablation's ends are the two recipes: "all" trains race10, "none" its base
+    assert same_training(trained["all"], get_recipe(ABLATION_ALL))
     assert same_training(trained["none"], get_recipe(ABLATION_BASE))
-    assert not same_training(trained["all-bn_momentum"], get_recipe(RACE_RECIPE))
+    assert not same_training(trained["all-bn_momentum"], get_recipe(ABLATION_ALL))
     with pytest.raises(ValueError, match="unknown variant"):
         ablation.variant_parts("all-nothing")
 

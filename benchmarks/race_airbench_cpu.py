@@ -102,9 +102,20 @@ def summarize(rows: list[dict], target_ratio: float) -> dict:
         ab, us = by[rival], by["ours"]
         ratio = us["seconds_mean"] / ab["seconds_mean"]
         gap = round(us["test_acc_mean"] - ab["test_acc_mean"], 2)
-        return {"ratio": round(ratio, 3), "acc_gap": gap,
-                "met": bool(gap >= 0 and ratio <= target_ratio
-                            and set(us["seeds"]) == set(ab["seeds"]))}
+        out = {"ratio": round(ratio, 3), "acc_gap": gap,
+               "met": bool(gap >= 0 and ratio <= target_ratio
+                           and set(us["seeds"]) == set(ab["seeds"]))}
+        common = sorted(set(us["seeds"]) & set(ab["seeds"]))
+        if common != sorted(us["seeds"]):  # e.g. a control run for some seeds only
+            def mean(trainer, key):
+                return statistics.mean(r[key] for r in rows if r["trainer"] == trainer
+                                       and r.get("seed") in common and "error" not in r)
+            out["same_seeds"] = {
+                "seeds": common, "ratio": round(mean("ours", "seconds")
+                                                / mean(rival, "seconds"), 3) if common else None,
+                "acc_gap": round(mean("ours", "test_acc") - mean(rival, "test_acc"), 2)
+                if common else None}
+        return out
 
     if "airbench94" in by and "ours" in by:
         by |= against("airbench94")

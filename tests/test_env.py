@@ -117,3 +117,23 @@ print(applied, plain, faults())
     pages = 20 * 64 * 2**20 // resource.getpagesize()
     assert plain > pages // 2  # every block mapped and faulted in afresh
     assert kept < plain // 10  # the heap's pages reused
+
+
+def test_cpu_malloc_benchmark_compares_both_settings(tmp_path):
+    import importlib.util
+    import json
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("cpu_malloc",
+                                                  REPO / "benchmarks" / "cpu_malloc.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--model", "cnn", "--batches", "8", "--steps", "1", "--warmup", "1",
+                       "--rounds", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "cpu_malloc.json").read_text())["rows"]
+    assert [(r["batch"], r["cpu_malloc"]) for r in rows] == [(8, "default"), (8, "keep")]
+    assert all(r["train_images_per_s"] > 0 and r["eval_images_per_s"] > 0 for r in rows)
+    assert rows[-1]["train_speedup"] == round(
+        rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"], 2)
+    assert bench.main(["--batches", "big"]) == 2

@@ -82,6 +82,11 @@ def test_summary_races_ours_against_the_control_too(race):
     assert summary["ratio"] == 0.6 and summary["met"] is True
     assert summary["control"] == {"ratio": 0.75, "acc_gap": 0.1, "met": False}
     assert "control" not in race.summarize(rows[::2], 0.7)
+    # a control for seed 0 only: also compared on the seeds both have
+    rows += [row("airbench94", 1, 90.7, 1000.0), row("ours", 1, 90.5, 700.0)]
+    control = race.summarize(rows, 0.7)["control"]
+    assert control["met"] is False  # not the same seeds
+    assert control["same_seeds"] == {"seeds": [0], "ratio": 0.75, "acc_gap": 0.1}
 
 
 def test_resume_keeps_finished_runs_and_refuses_another_recipe(race, tmp_path, capsys):

@@ -49,7 +49,8 @@ from .report import Report, summarize
 
 SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
                   "compile": ("auto", "off", *COMPILE_MODES), "bn_relu": BN_RELU_CHOICES,
-                  "cpu_malloc": ("auto", "keep", "default"), "loader": ("torch", "dali"), "device": ("auto", "cpu", "cuda")}
+                  "cpu_malloc": ("auto", "keep", "default"), "loader": ("torch", "dali"),
+                  "device": ("auto", "cpu", "cuda")}
 
 
 @dataclass(frozen=True)

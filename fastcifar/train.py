@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print("note: no CUDA device found, training on the CPU (slow for the big models)")
     options = {k: getattr(args, k) for k in (
         "out", "resume", "seed", "val_split", "train_subset", "test_subset", "loader", "amp",
-        "channels_last", "compile", "bn_relu", "cpu_malloc", "device", "sync_bn", "check_every", "stop_after",
-        "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
+        "channels_last", "compile", "bn_relu", "cpu_malloc", "device", "sync_bn", "check_every",
+        "stop_after", "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,
                      figures=not args.no_figures)

@@ -48,7 +48,7 @@ def test_groups_without_muon_step_exactly_as_sgd(kwargs):
     a = [torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
     b = [p.detach().clone().requires_grad_() for p in a]
     sgd, muon = _sgd_and_muon(a, b, **kwargs)
-    for step in range(4):
+    for _ in range(4):
         grads = [torch.randn_like(p) for p in a]
         for params, opt in ((a, sgd), (b, muon)):
             for p, g in zip(params, grads):

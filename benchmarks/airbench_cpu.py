@@ -8,8 +8,10 @@ implementation. airbench is CUDA-only code, so it runs here behind device shims,
 to change what it computes: `.cuda()` is a no-op, `torch.cuda.Event`/`synchronize` become
 wall-clock timers, its loaders are pointed at the CPU, and its fp16 weights stay fp32 under bf16
 autocast (the CPU has fast bf16 but slow fp16 convolutions; fp32 master weights are, if anything,
-more precise than airbench's fp16 ones). Its optimizer, schedule, Lookahead, loaders, augmentation,
-whitening and TTA run as published. Install it beside the project without touching torch:
+more precise than airbench's fp16 ones), or in fp32 without autocast on a CPU without native bf16
+(`--amp auto`, as our trainer decides: AVX2-only CPUs emulate bf16, slower than fp32). Its
+optimizer, schedule, Lookahead, loaders, augmentation, whitening and TTA run as published.
+Install it beside the project without touching torch:
 `pip install --no-deps -t /tmp/abenv airbench==0.1.8 torchvision` and run with
 PYTHONPATH=/tmp/abenv. Prints a table and writes benchmarks/results/airbench<N>-cpu.json.
 """
@@ -44,13 +46,23 @@ class _WallClockEvent:
         return 1e3 * (end.at - self.at)
 
 
-def _shim_cuda_for_cpu(airbench_utils) -> None:
+def _shim_cuda_for_cpu(airbench_utils, amp: str = "bf16") -> None:
     torch.nn.Module.cuda = lambda self, *a, **k: self
     torch.nn.Module.half = lambda self: self  # weights stay fp32; bf16 autocast does the arithmetic
     torch.cuda.Event = _WallClockEvent
     torch.cuda.synchronize = lambda *a, **k: None
-    init = airbench_utils.CifarLoader.__init__
+    loader = airbench_utils.CifarLoader
+    init = getattr(loader, "_fastcifar_init", loader.__init__)  # unwrapped, on a second call
     init.__defaults__ = init.__defaults__[:-1] + ("cpu",)  # gpu=0 -> the CPU
+    loader._fastcifar_init = init
+
+    def init_fp32_images(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        # its fp16 images (x / 255 rounded to fp16, as on the GPU) as fp32, for fp32 weights
+        self.images = self.images.float()
+
+    # under bf16 autocast its fp16 images meet fp32 weights in bf16; without it they must be fp32
+    loader.__init__ = init if amp == "bf16" else init_fp32_images
     # its whitening statistics are fp32 on the GPU (fp16 has no autocast there); under CPU
     # autocast the covariance matmul would drop to bf16 and its eigenvalues to NaN
     whiten = airbench_utils.init_whitening_conv
@@ -62,15 +74,29 @@ def _shim_cuda_for_cpu(airbench_utils) -> None:
     airbench_utils.init_whitening_conv = init_whitening_conv_fp32
 
 
+def airbench_amp(amp: str = "auto") -> str:
+    """The arithmetic airbench runs in on this CPU: ``auto`` is what our trainer's ``--amp auto``
+    picks here (bf16 where the CPU computes it natively, else fp32: emulated bf16 is slower than
+    fp32), so that a race never pits emulated bf16 against fp32."""
+    if amp not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"amp must be auto, bf16 or fp32, not {amp!r}")
+    if amp == "auto":
+        from fastcifar.env import cpu_native_bf16
+
+        return "bf16" if cpu_native_bf16() else "fp32"
+    return amp
+
+
 def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None,
-                     keep_freed_memory: bool = False) -> dict:
+                     keep_freed_memory: bool = False, amp: str = "auto") -> dict:
     """airbench<trainer> once; ``keep_freed_memory`` first gives this process the allocator
     setting our trainer uses on the CPU (fastcifar.env.keep_freed_memory, the cpu_malloc
-    switch): a control that leaves airbench's code as it is."""
+    switch): a control that leaves airbench's code as it is. ``amp``: airbench_amp."""
+    amp = airbench_amp(amp)
     import airbench
     import airbench.utils
 
-    _shim_cuda_for_cpu(airbench.utils)
+    _shim_cuda_for_cpu(airbench.utils, amp)
     if keep_freed_memory:
         from fastcifar.env import keep_freed_memory as keep
 
@@ -84,7 +110,8 @@ def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None
         printed = io.StringIO()
         # one autocast region spans the whole of train94(), so its cache of bf16 weight copies
         # must be off, or every step would reuse the first step's weights
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False,
+                                  enabled=amp == "bf16")
         with contextlib.redirect_stdout(printed), autocast:
             start = time.perf_counter()
             model = train_fn() if epochs is None else train_fn(epochs=epochs)
@@ -99,7 +126,8 @@ def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None
     # evaluation excluded), the last column of its final row
     own_seconds = float(epochs[-1].strip("| ").split("|")[-1]) if epochs else None
     return {"test_acc": accuracy, "airbench_seconds": own_seconds, "wall_seconds": wall,
-            "cpu_malloc": "keep" if keep_freed_memory else "default", "printed": table}
+            "cpu_malloc": "keep" if keep_freed_memory else "default", "amp": amp,
+            "printed": table}
 
 
 def main(argv=None) -> int:
@@ -112,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=float, default=None,
                         help="override airbench's epoch count (a smoke test; default: its own)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp32"],
+                        help="bf16 autocast or fp32 (auto: bf16 only where the CPU has it "
+                             "natively)")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     try:
@@ -126,9 +157,10 @@ def main(argv=None) -> int:
     rows = []
     with airbench_data_folder(args.data_dir) as scratch:
         for run in range(args.runs):
-            result = run_airbench_cpu(args.trainer, scratch, seed=run, epochs=args.epochs)
+            result = run_airbench_cpu(args.trainer, scratch, seed=run, epochs=args.epochs,
+                                      amp=args.amp)
             print(result["printed"], end="")
-            rows.append({"trainer": f"airbench{args.trainer} (CPU shims, bf16 autocast)",
+            rows.append({"trainer": f"airbench{args.trainer} (CPU shims, {result['amp']})",
                          "run": run, "test_acc": round(result["test_acc"], 2),
                          "airbench_seconds": round(result["airbench_seconds"], 1),
                          "wall_seconds": round(result["wall_seconds"], 1),

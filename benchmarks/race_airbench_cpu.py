@@ -60,6 +60,7 @@ def run_airbench(folder: Path, work: Path, seed: int, epochs: float | None,
     out = json.loads(result.read_text())
     return {"test_acc": round(out["test_acc"], 2), "seconds": out["airbench_seconds"],
             "wall_seconds": round(out["wall_seconds"], 1), "cpu_malloc": out["cpu_malloc"],
+            "amp": out["amp"],
             "printed": out["printed"]}
 
 
@@ -75,7 +76,9 @@ def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str])
     parts = {"init_seconds": config.get("init_seconds", 0.0),
              "train_seconds": last["train_seconds_total"],
              "final_tta_seconds": last["eval_seconds"]}
+    amp = config["speed"]["amp"]
     return {"test_acc": last["test_acc"], "seconds": round(sum(parts.values()), 1),
+            "amp": "fp32" if amp == "off" else amp,
             **{k: round(v, 2) for k, v in parts.items()},
             "compile_seconds": config["compile_seconds"], "speed": config["speed"],
             "recipe": config["recipe"], "history": history}
@@ -96,14 +99,17 @@ def summarize(rows: list[dict], target_ratio: float) -> dict:
                            "test_acc_mean": round(statistics.mean(accs), 2),
                            "test_acc_std": round(statistics.stdev(accs), 2) if len(accs) > 1
                            else None,
-                           "seconds_mean": round(statistics.mean(secs), 1)}
+                           "seconds_mean": round(statistics.mean(secs), 1),
+                           "amp": sorted({r.get("amp", "unrecorded") for r in done})}
 
     def against(rival: str) -> dict:
         ab, us = by[rival], by["ours"]
         ratio = us["seconds_mean"] / ab["seconds_mean"]
         gap = round(us["test_acc_mean"] - ab["test_acc_mean"], 2)
-        out = {"ratio": round(ratio, 3), "acc_gap": gap,
-               "met": bool(gap >= 0 and ratio <= target_ratio
+        # a race counts only in one arithmetic: emulated bf16 against fp32 measures the CPU
+        same_amp = us["amp"] == ab["amp"] and len(us["amp"]) == 1
+        out = {"ratio": round(ratio, 3), "acc_gap": gap, "same_amp": same_amp,
+               "met": bool(gap >= 0 and ratio <= target_ratio and same_amp
                            and set(us["seeds"]) == set(ab["seeds"]))}
         common = sorted(set(us["seeds"]) & set(ab["seeds"]))
         if common != sorted(us["seeds"]):  # e.g. a control run for some seeds only
@@ -219,9 +225,9 @@ def main(argv=None) -> int:
     print(f"airbench94 vs fastcifar {args.recipe} {' '.join(extra)} on the CPU, {args.data_name}")
     print_table([{k: v for k, v in r.items() if k in ("trainer", "seed", "test_acc", "seconds",
                                                       "init_seconds", "train_seconds",
-                                                      "final_tta_seconds", "error")}
-                 for r in rows], ["trainer", "seed", "test_acc", "seconds", "init_seconds",
-                                  "train_seconds", "final_tta_seconds", "error"])
+                                                      "final_tta_seconds", "amp", "error")}
+                 for r in rows], ["trainer", "seed", "amp", "test_acc", "seconds",
+                                  "init_seconds", "train_seconds", "final_tta_seconds", "error"])
     if "ratio" in summary:
         print(f"mean: airbench94 {summary['airbench94']['test_acc_mean']:.2f} % in "
               f"{summary['airbench94']['seconds_mean']:.0f} s; ours "

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO
 from fastcifar.data.synthetic import write_synthetic_cifar
+from fastcifar.env import cpu_native_bf16
 from fastcifar.recipes import ABLATION_ALL, ABLATION_BASE, RACE_RECIPE, get_recipe
 
 SCRIPT = REPO / "benchmarks" / "race_airbench_cpu.py"
@@ -47,6 +48,9 @@ def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_pat
     assert ours["init_seconds"] > 0  # the whitening fit is counted, as airbench counts its own
     assert ours["final_tta_seconds"] == round(ours["history"][-1]["eval_seconds"], 2)
     assert ours["recipe"]["name"] == RACE_RECIPE and ours["recipe"]["epochs"] == 1
+    # both in the arithmetic our --amp auto picks on this CPU
+    assert airbench["amp"] == ours["amp"] == ("bf16" if cpu_native_bf16() else "fp32")
+    assert result["summary"]["same_amp"] is True
     assert result["summary"]["ratio"] == pytest.approx(
         result["summary"]["ours"]["seconds_mean"] / result["summary"]["airbench94"]
         ["seconds_mean"], rel=0.05)  # the means are rounded to 0.1 s; a toy run takes ~3 s
@@ -75,12 +79,38 @@ def test_summary_means_ratio_and_verdict(race, ours, met):
     assert summary["met"] is met
 
 
+def test_a_race_in_two_arithmetics_is_not_met(race):
+    rows = [dict(row("airbench94", 0, 90.6, 1000.0), amp="bf16"),
+            dict(row("ours", 0, 90.7, 600.0), amp="fp32")]
+    summary = race.summarize(rows, 0.7)
+    assert summary["same_amp"] is False and summary["met"] is False
+    rows[0]["amp"] = "fp32"
+    assert race.summarize(rows, 0.7)["met"] is True
+    rows.append(dict(row("ours", 1, 90.7, 600.0), amp="bf16"))  # ours in both: not one
+    rows.append(dict(row("airbench94", 1, 90.6, 1000.0), amp="bf16"))
+    assert race.summarize(rows, 0.7)["same_amp"] is False
+
+
+@pytest.mark.parametrize("native, amp, expected", [
+    (True, "auto", "bf16"), (False, "auto", "fp32"), (False, "bf16", "bf16"),
+    (True, "fp32", "fp32")])
+def test_airbench_runs_in_the_arithmetic_our_trainer_picks(race, monkeypatch, native, amp,
+                                                           expected):
+    from benchmarks import airbench_cpu  # importable once the race module set up sys.path
+    from fastcifar import env
+
+    monkeypatch.setattr(env, "cpu_native_bf16", lambda: native)
+    assert airbench_cpu.airbench_amp(amp) == expected
+    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
+        airbench_cpu.airbench_amp("fp16")
+
+
 def test_summary_races_ours_against_the_control_too(race):
     rows = [row("airbench94", 0, 90.6, 1000.0), row(race.CONTROL, 0, 90.6, 800.0),
             row("ours", 0, 90.7, 600.0)]
     summary = race.summarize(rows, 0.7)
     assert summary["ratio"] == 0.6 and summary["met"] is True
-    assert summary["control"] == {"ratio": 0.75, "acc_gap": 0.1, "met": False}
+    assert summary["control"] == {"ratio": 0.75, "acc_gap": 0.1, "same_amp": True, "met": False}
     assert "control" not in race.summarize(rows[::2], 0.7)
     # a control for seed 0 only: also compared on the seeds both have
     rows += [row("airbench94", 1, 90.7, 1000.0), row("ours", 1, 90.5, 700.0)]

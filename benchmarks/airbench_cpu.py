@@ -80,10 +80,10 @@ def airbench_amp(amp: str = "auto") -> str:
     fp32), so that a race never pits emulated bf16 against fp32."""
     if amp not in ("auto", "bf16", "fp32"):
         raise ValueError(f"amp must be auto, bf16 or fp32, not {amp!r}")
-    if amp == "auto":
-        from fastcifar.env import cpu_native_bf16
+    if amp == "auto":  # the trainer's own rule, so the two can never decide differently
+        from fastcifar.engine import auto_amp
 
-        return "bf16" if cpu_native_bf16() else "fp32"
+        return "fp32" if auto_amp(torch.device("cpu")) == "off" else "bf16"
     return amp
 
 

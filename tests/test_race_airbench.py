@@ -97,9 +97,9 @@ def test_a_race_in_two_arithmetics_is_not_met(race):
 def test_airbench_runs_in_the_arithmetic_our_trainer_picks(race, monkeypatch, native, amp,
                                                            expected):
     from benchmarks import airbench_cpu  # importable once the race module set up sys.path
-    from fastcifar import env
+    from fastcifar import engine
 
-    monkeypatch.setattr(env, "cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
     assert airbench_cpu.airbench_amp(amp) == expected
     with pytest.raises(ValueError, match="auto, bf16 or fp32"):
         airbench_cpu.airbench_amp("fp16")

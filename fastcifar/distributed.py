@@ -106,6 +106,12 @@ class World:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
 
+    def agree(self, obj):
+        """Rank 0's ``obj`` on every rank (a decision all ranks must share)."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def rank0_first(self, fn, *args, **kwargs) -> None:
         """Call ``fn`` on rank 0, then on the others: a download or cache file is written once,
         not raced for. If it fails on rank 0, the other ranks stop quietly (exit code 2) and

@@ -204,8 +204,10 @@ def warmup_batches(loaders, eval_too: bool, generator=None) -> list[tuple[torch.
 
 
 def compile_model(model: nn.Module, mode: str, loaders, amp_dtype, device, eval_too: bool,
-                  tta: str = "none") -> tuple[nn.Module, float]:
-    """(model compiled with ``mode``, seconds spent compiling), or (model, 0.0) when off.
+                  tta: str = "none") -> tuple[nn.Module, float, str | None]:
+    """(model compiled with ``mode``, seconds spent compiling, None), or (model, 0.0, None) when
+    off. A compile that fails during the warm-up gives (model, 0.0, why): the run goes on
+    uncompiled, which is slower but computes the same.
 
     Compiling happens here, on random batches of every shape and layout the loaders yield
     (``warmup_batches``; evaluated through ``tta``'s views, which have layouts of their own), so
@@ -215,23 +217,28 @@ def compile_model(model: nn.Module, mode: str, loaders, amp_dtype, device, eval_
     statistics are restored afterwards, so the warm-up changes nothing.
     """
     if mode == "off":
-        return model, 0.0
-    compiled = torch.compile(model, mode=None if mode == "default" else mode)
+        return model, 0.0, None
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     gen = torch.Generator(device).manual_seed(0)  # leaves the global RNG alone
     start = time.perf_counter()
-    for x, training in warmup_batches(loaders, eval_too, gen):
-        compiled.train(training)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
-                torch.set_grad_enabled(training):
-            out = compiled(x) if training else tta_logits(compiled, x, tta)
-        if training:
-            out.float().square().mean().backward()
-    synchronize(device)
+    failed = None
+    try:
+        compiled = torch.compile(model, mode=None if mode == "default" else mode)
+        for x, training in warmup_batches(loaders, eval_too, gen):
+            compiled.train(training)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
+                    torch.set_grad_enabled(training):
+                out = compiled(x) if training else tta_logits(compiled, x, tta)
+            if training:
+                out.float().square().mean().backward()
+        synchronize(device)
+    except Exception as err:  # noqa: BLE001 - any compiler failure: the eager model still works
+        lines = str(err).strip().splitlines()
+        failed = f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
     seconds = time.perf_counter() - start
     model.load_state_dict(saved)
     model.zero_grad(set_to_none=True)
-    return compiled, seconds
+    return (model, 0.0, failed) if failed else (compiled, seconds, None)
 
 
 @dataclass
@@ -252,6 +259,7 @@ class TrainState:
     world: object = None  # fastcifar.distributed.World under torchrun, else None
     compile_seconds: float = 0.0  # spent compiling before training (not training time)
     init_seconds: float = 0.0  # the data-dependent init (speedrun's whitening fit), timed apart
+    compile_failed: str | None = None  # why torch.compile failed (the run trains uncompiled)
 
     def state_dict(self) -> dict:
         """What last.pt holds besides the run's bookkeeping."""
@@ -295,12 +303,13 @@ class TrainState:
                        total_steps=recipe.epochs * len(loaders[0])) if recipe.ema_decay else None
         separate_eval = ema is not None and not recipe.lookahead  # lookahead: the live model
         net = world.wrap(model) if world is not None else model  # DDP: gradients averaged
-        step_model, seconds = compile_model(net, speed["compile"], loaders, amp_dtype, device,
-                                            eval_too=not separate_eval, tta=recipe.tta)
+        step_model, seconds, failed = compile_model(net, speed["compile"], loaders, amp_dtype,
+                                                    device, eval_too=not separate_eval,
+                                                    tta=recipe.tta)
         scaler = torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16")
         return cls(recipe, model, step_model, ema.module if separate_eval else step_model,
                    optimizer, scheduler, lr_schedule, scaler, ema, amp_dtype, loaders, world,
-                   seconds, init_seconds)
+                   seconds, init_seconds, failed)
 
     def evaluate(self, loader) -> dict:
         """``evaluate`` of the model under evaluation, summed over the ranks under torchrun."""

@@ -24,6 +24,7 @@ import torch
 
 from ._version import __version__
 from .augment import get_preset
+from .autotune import decide
 from .checkpoint import (
     best_payload,
     last_payload,
@@ -49,7 +50,7 @@ from .report import Report, summarize
 
 SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
                   "compile": ("auto", "off", *COMPILE_MODES), "bn_relu": BN_RELU_CHOICES,
-                  "cpu_malloc": ("auto", "keep", "default"), "loader": ("torch", "dali"),
+                  "cpu_malloc": ("auto", "keep", "default"), "loader": ("auto", "torch", "dali"),
                   "device": ("auto", "cpu", "cuda")}
 
 
@@ -64,8 +65,8 @@ class RunOptions:
     val_split: int = 0  # (*) training images held out (stratified) for model selection
     train_subset: int | None = None  # (*) first N training images only (quick checks)
     test_subset: int | None = None  # (*) first N test images only
-    loader: str = "torch"  # (*) augmentation backend
-    amp: str = "auto"  # (*) the speed switches: auto = engine.resolve_switches' choice
+    loader: str = "auto"  # (*) augmentation backend
+    amp: str = "auto"  # (*) the speed switches: auto = measured here (fastcifar.autotune)
     channels_last: str = "auto"  # (*)
     compile: str = "auto"  # (*)
     bn_relu: str = "auto"  # (*)
@@ -80,6 +81,7 @@ class RunOptions:
     download: bool = True
     quiet: bool = False  # no progress bars, epoch lines or summary
     figures: bool = True
+    auto_cache: bool = True  # reuse (and store) the measured auto decisions (autotune.cache_dir)
 
     def __post_init__(self):
         for name, choices in SWITCH_CHOICES.items():
@@ -168,6 +170,10 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
     if config["loader"] == "dali" and get_preset(recipe.augment).crop_fill != "zeros":
         raise RecipeError("loader", f"dali pads crops with zeros only; --augment "
                           f"{recipe.augment} needs --loader torch")
+    if config["loader"] == "dali":  # asked for by name: missing, it fails before any work
+        from .augment.dali import require_dali
+
+        require_dali()
     if started_by_torchrun():
         from .distributed import init_world  # a plain run never loads it
 
@@ -247,6 +253,27 @@ def _check_model(recipe: Recipe, bn_relu: str, sync_bn: bool) -> None:
         check_sync_bn(model)
 
 
+def _decide_speed(config: dict, recipe: Recipe, device: torch.device, splits, options: RunOptions,
+                  world) -> tuple[dict, dict | None, str]:
+    """(the switches this run trains with, their evidence for config.json, the opening line).
+
+    A resumed run keeps the decisions recorded in its folder, so that it stays bitwise exact
+    whatever the cache or the machine's timings say now. Under torchrun rank 0 decides and the
+    other ranks take its decision: every rank must train alike."""
+    if "speed" in config:
+        speed = {"loader": config["loader"]} | config["speed"]
+        return speed, config.get("auto"), "auto: the decisions recorded in the run folder"
+    switches = config["switches"] | {"loader": config["loader"]}
+    choice = None
+    if world is None or world.is_main:
+        choice = decide(switches, recipe, device, train_images=splits.train[0],
+                        train_labels=splits.train[1],
+                        cache="use" if options.auto_cache else "off")
+    if world is not None:
+        choice = world.agree(choice)
+    return dict(choice.speed), choice.record, choice.line
+
+
 def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda, but torch sees no CUDA device "
@@ -286,26 +313,35 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     quiet = options.quiet or not main
     device = world.device if world else _device(options.device)
     torch.manual_seed(config["seed"])
-    speed = resolve_switches(config["switches"], device)
-    if speed["cpu_malloc"] == "keep" and not keep_freed_memory():
-        speed["cpu_malloc"] = "default"  # not glibc: nothing to set
-    if speed["amp"] == "fp16" and device.type == "cpu" and main:
-        print("warning: --amp fp16 is slow on the CPU (no native fp16 math: ~17x slower than "
-              "fp32 measured on a 2-core Xeon); use --amp bf16 or off there", file=sys.stderr)
+    malloc = config.get("speed", resolve_switches(config["switches"], device))["cpu_malloc"]
+    if malloc == "keep" and not keep_freed_memory():
+        malloc = "default"  # not glibc: nothing to set
     data = load_cifar10(options.data_dir, download=options.download, progress=not quiet)
     splits = make_splits(data, config["val_split"], config["seed"], config["train_subset"],
                          config["test_subset"])
     if recipe.batch_size > len(splits.train[1]):  # every epoch would be 0 steps
         raise _batch_too_large(recipe.batch_size, len(splits.train[1]))
+    speed, auto, auto_line = _decide_speed(config, recipe, device, splits, options, world)
+    speed["cpu_malloc"] = malloc
+    if speed["amp"] == "fp16" and device.type == "cpu" and main:
+        print("warning: --amp fp16 is slow on the CPU (no native fp16 math: ~17x slower than "
+              "fp32 measured on a 2-core Xeon); use --amp bf16 or off there", file=sys.stderr)
     report = Report(out, quiet) if main else None  # the run folder is made from here on
     say = report.say if report else (lambda *parts: None)
+    if auto_line:
+        say(auto_line)
     loaders, sample = make_loaders(splits, recipe, device, seed=config["seed"],
-                                   backend=config["loader"], channels_last=speed["channels_last"],
+                                   backend=speed["loader"], channels_last=speed["channels_last"],
                                    shard=world.shard if world else (0, 1))
     if speed["bn_relu"] == "triton" and device.type != "cuda":
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")
     train = TrainState.build(recipe, speed, loaders, device, world, sample)
+    if train.compile_failed:
+        speed |= {"compile": "off"}
+        auto = (auto or {}) | {"compile_failed": train.compile_failed}
+        print(f"warning: torch.compile failed during its warm-up ({train.compile_failed}); "
+              "training uncompiled (--compile off)", file=sys.stderr)
     history, best, start, start_step, partial = [], {}, 0, 0, None
     if state is not None:
         train.load_state_dict(state)
@@ -317,6 +353,7 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     n_params = sum(p.numel() for p in train.model.parameters())
     config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
                        "model_parameters": n_params, "device": str(device), "speed": speed,
+                       "auto": auto,
                        "compile_seconds": train.compile_seconds,
                        "init_seconds": train.init_seconds, "fastcifar": __version__,
                        "environment": environment()}

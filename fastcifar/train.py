@@ -65,23 +65,32 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
     run.add_argument("--sync-bn", action="store_true",
                      help="under torchrun: BatchNorm statistics over the global batch (default: "
                           "each rank's own); works for every model")
-    run.add_argument("--loader", choices=SWITCH_CHOICES["loader"], default="torch",
-                     help="augmentation backend")
     speed = parser.add_argument_group(
-        "speed switches (auto: on with CUDA; on the CPU bf16 + channels_last where bf16 is "
-        "native (AMX, AVX512-BF16), else off; compile only with CUDA)")
+        "speed switches (auto: measured on this machine where there is a choice: each "
+        "candidate is checked, then timed, and the fastest correct one beyond the noise wins; "
+        "decisions are cached; fastcifar-doctor shows them)")
+    speed.add_argument("--loader", choices=SWITCH_CHOICES["loader"], default="auto",
+                       help="augmentation backend (auto: DALI against torch, measured on CUDA "
+                            "where DALI is installed; torch elsewhere)")
     speed.add_argument("--amp", choices=SWITCH_CHOICES["amp"], default="auto",
-                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs and "
-                            "CPUs with native bf16, fp16 on other GPUs, off on other CPUs)")
+                       help="autocast dtype; fp16 adds a GradScaler (auto: bf16 on GPUs with "
+                            "native bf16, fp16 on other GPUs; on a CPU with native bf16 bf16 "
+                            "against fp32, measured; off on other CPUs)")
     speed.add_argument("--channels-last", choices=SWITCH_CHOICES["channels_last"], default="auto",
-                       help="model and batches in channels_last memory format")
+                       help="model and batches in channels_last memory format (auto: on "
+                            "against off, measured)")
     speed.add_argument("--compile", choices=SWITCH_CHOICES["compile"], default="auto",
                        help="torch.compile mode (auto: 'default' on CUDA); compile time is "
                             "measured and reported apart from training time")
     speed.add_argument("--bn-relu", choices=SWITCH_CHOICES["bn_relu"], default="auto",
-                       help="BatchNorm+ReLU implementation (auto: the Triton kernel on GPUs of "
-                            "compute capability 8.0 and later; a model without BN+ReLU, the "
-                            "speedrun, refuses triton)")
+                       help="BatchNorm+ReLU implementation (auto: on CUDA the Triton kernel, "
+                            "checked against eager at the model's layer shapes, then timed "
+                            "against eager under the run's compile mode; a model without "
+                            "BN+ReLU, the speedrun, refuses triton)")
+    speed.add_argument("--no-auto-cache", action="store_true",
+                       help="measure the auto switches afresh and store nothing (also "
+                            "FASTCIFAR_AUTO_CACHE=off); the cache is $XDG_CACHE_HOME/fastcifar, "
+                            "else ~/.cache/fastcifar")
     speed.add_argument("--cpu-malloc", choices=SWITCH_CHOICES["cpu_malloc"], default="auto",
                        help="keep: glibc keeps freed memory in its heap, so a step's activations "
                             "are not page-faulted in afresh every step (auto: keep on the CPU)")
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "stop_after", "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,
-                     figures=not args.no_figures)
+                     figures=not args.no_figures, auto_cache=not args.no_auto_cache)
     except RecipeError as err:  # a run option: "--val-split must be >= 0, not -5"
         parser.error(f"--{err.field.replace('_', '-')}{str(err)[len(err.field):]}")
     except ConfigError as err:

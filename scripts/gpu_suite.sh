@@ -21,7 +21,8 @@
 #                   bash scripts/gpu_suite.sh --stage     (.stage/: data 56 MB, airbench, COMMIT)
 #   1. run(timeout_s=540, carry=[".stage/restore.sh", ".stage/data", ".stage/COMMIT"],
 #          command="bash scripts/gpu_suite.sh --call 1 $OUT")                       ~500 s
-#      restore, environment, data_check, gpu_tests (kernels + gpu-marked, no -x; 90 s), the
+#      restore, environment, doctor (what every auto switch picks on this GPU and why, the
+#      kernel check per dtype and layout, an epoch's estimate; ~60-120 s), data_check, gpu_tests (kernels + gpu-marked, no -x; 90 s), the
 #      train_throughput ladder (75 s), vs_airbench_fast (airbench94, then the fast recipe once
 #      with its time to 86-94 %; 240 s), kernel_bn_relu (bf16 channels_last first, a JSON row
 #      per configuration; whatever is left, up to 55 s): the headline figures, complete even if
@@ -67,12 +68,12 @@ done
 [ -n "$out" ] || { echo "error: say where the results go: bash scripts/gpu_suite.sh [--rehearse] [--call 1|2] OUT" >&2; exit 2; }
 case $call in 1|2|all) ;; *) echo "error: --call takes 1, 2 or all, not '$call'" >&2; exit 2 ;; esac
 
-CALL1="data_check gpu_tests train_throughput vs_airbench_fast kernel_bn_relu"
+CALL1="doctor data_check gpu_tests train_throughput vs_airbench_fast kernel_bn_relu"
 CALL2="speedrun_vs_airbench loader_throughput train_row6_3ep fast_seeds torchrun_overhead loader_torchvision cpu_tests"
 case $call in 1) steps=$CALL1 ;; 2) steps=$CALL2 ;; all) steps="$CALL1 $CALL2" ;; esac
 slower=1
 if [ "$mode" = rehearse ]; then
-  seconds=${GPU_SUITE_SECONDS:-290} slower=2
+  seconds=${GPU_SUITE_SECONDS:-330} slower=2
 else
   seconds=${GPU_SUITE_SECONDS:-$(case $call in 1) echo 500 ;; 2) echo 170 ;; *) echo 670 ;; esac)}
 fi
@@ -135,7 +136,7 @@ if [ "$mode" = gpu ]; then
   kb=(--budget-s 40); lt=(--device cuda --images 50000 --batch-sizes 512 1024)
   tv=(--device cuda --images 5000 --batch-sizes 512 --workers 8)
   tr=(--epochs 3 --images 25000); airbench_runs=2; fast_seeds=(1 2); tests_m="gpu or kernel"
-  cpu_tests=(tests); row6=(--epochs 3)
+  cpu_tests=(tests); row6=(--epochs 3); doctor_model=resnet_final
   kernel_env=(env -u TRITON_INTERPRET)  # the real kernels, compiled for the GPU
 else
   synthetic=(1200 300); tiny=(--epochs 1 --train-subset 128 --test-subset 64 --batch-size 32 --compile off)
@@ -145,6 +146,7 @@ else
   tr=(--epochs 2 --images 300 --test-images 100 --batch-size 100); airbench_runs=1; fast_seeds=(1)
   tests_m="gpu"  # on the CPU every gpu-marked test skips: this checks collection and markers
   cpu_tests=(tests/test_packaging.py tests/test_dali_import.py); row6=("${tiny[@]}")
+  doctor_model=cnn  # resnet_final's timings take minutes on 2 cores; the steps are the same
   kernel_env=(env TRITON_INTERPRET=1)  # Triton's interpreter runs the kernels on CPU tensors
 fi
 xdist=(); $py -c "import xdist" 2>/dev/null && [ "$mode" = gpu ] && xdist=(-n 4)
@@ -177,6 +179,8 @@ fi
 echo "$dali_note"
 
 # ---- call 1: the headline figures ----------------------------------------------------------
+# first the decision table: what auto picks here (each fast path checked, then timed) and why
+step doctor 120 $py -m fastcifar.doctor --model "$doctor_model" --out "$work/doctor.json"
 # the data layer on the real copy (when staged)
 step data_check 30 $py -m fastcifar.data --no-download --data-dir "$data"
 # kernel tests and gpu-marked tests (the sync-free loader epoch, CUDA graphs + TTA, the fused

@@ -29,6 +29,14 @@ def synthetic_root(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _auto_cache_of_the_session(tmp_path_factory):
+    # measured auto decisions go to a cache of this test session's own, never the user's; runs of
+    # the same shape share it, as a user's runs would (tests of the cache point elsewhere)
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.pop("FASTCIFAR_AUTO_CACHE", None)
+
+
 @pytest.fixture(autouse=True)
 def _no_data_env(monkeypatch):
     # tests choose their data folder explicitly; a user's FASTCIFAR_DATA must not leak in

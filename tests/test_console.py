@@ -12,7 +12,7 @@ from fastcifar.data.synthetic import write_synthetic_cifar
 
 SCRIPTS = {"fastcifar-train": "fastcifar.train", "fastcifar-evaluate": "fastcifar.evaluate",
            "fastcifar-sweep": "fastcifar.sweep", "fastcifar-data": "fastcifar.data.__main__",
-           "fastcifar-analyze": "fastcifar.analyze"}
+           "fastcifar-analyze": "fastcifar.analyze", "fastcifar-doctor": "fastcifar.doctor"}
 
 
 def test_every_cli_is_a_console_script():

@@ -102,7 +102,7 @@ def test_model_options_parse_and_unknown_ones_are_named():
 def test_auto_bn_relu_picks_triton_only_where_it_is_tested(monkeypatch, capability, want):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(norms, "_triton_usable", lambda: True)
+    monkeypatch.setattr(norms, "triton_usable", lambda: True)
     choice, reason = norms.auto_bn_relu()
     assert choice == want and f"{capability[0]}.{capability[1]}" in reason
 
@@ -110,7 +110,7 @@ def test_auto_bn_relu_picks_triton_only_where_it_is_tested(monkeypatch, capabili
 def test_auto_bn_relu_on_an_old_gpu_is_eager_and_says_why_once(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    monkeypatch.setattr(norms, "_triton_usable", lambda: True)
+    monkeypatch.setattr(norms, "triton_usable", lambda: True)
     norms._note_once.cache_clear()
     with pytest.warns(UserWarning, match="eager BatchNorm.*7.5.*8.0 and later"):
         assert norms.resolve_bn_relu("auto") is norms.EAGER

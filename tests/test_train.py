@@ -216,7 +216,7 @@ def test_speed_switches_run_on_the_cpu(data_dir, tmp_path):
     assert code == 0
     config = json.loads((out / "config.json").read_text())
     assert config["speed"] == {"amp": "bf16", "channels_last": True, "compile": "default",
-                               "bn_relu": "auto", "cpu_malloc": "keep"}
+                               "bn_relu": "eager", "cpu_malloc": "keep", "loader": "torch"}
     assert config["compile_seconds"] > 0  # measured apart from training time
     assert history(out)[0]["train_seconds"] < config["compile_seconds"] + 60
 

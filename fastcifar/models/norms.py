@@ -22,13 +22,13 @@ BN_RELU_CHOICES = ("eager", "triton", "auto")
 TRITON_MIN_CAPABILITY = (8, 0)
 
 
-def _triton_usable() -> bool:
+def triton_usable() -> bool:
     # the custom ops need triton and torch.library.triton_op (torch >= 2.6)
     return importlib.util.find_spec("triton") is not None and hasattr(torch.library, "triton_op")
 
 
 def _triton_impl() -> Norm:
-    if not _triton_usable():
+    if not triton_usable():
         raise ImportError(f"bn_relu='triton' needs the triton package (it comes with the CUDA "
                           f"builds of torch) and torch >= 2.6 (this is {torch.__version__}); "
                           "or use bn_relu='eager'")
@@ -41,7 +41,7 @@ def auto_bn_relu() -> tuple[str, str]:
     """(what bn_relu="auto" picks on this machine, why)."""
     if not torch.cuda.is_available():
         return "eager", "no CUDA device"
-    if not _triton_usable():
+    if not triton_usable():
         return "eager", f"no triton or torch.library.triton_op in torch {torch.__version__}"
     major, minor = torch.cuda.get_device_capability()
     if (major, minor) < TRITON_MIN_CAPABILITY:

@@ -467,8 +467,12 @@ def test_cuda_matches_cpu_given_the_same_params(images):
 def test_dali_backend_without_dali_says_how_to_install(monkeypatch):
     import sys
 
+    import fastcifar.augment as package
+
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # as if DALI were not installed
     monkeypatch.delitem(sys.modules, "fastcifar.augment.dali", raising=False)
+    # the import below rebinds the package's attribute too: restored with sys.modules after
+    monkeypatch.setattr(package, "dali", getattr(package, "dali", None), raising=False)
     images, labels = make_arrays(10)
     with pytest.raises(ImportError, match=r"pip install 'fastcifar\[dali\]'"):
         make_loader(images, labels, get_preset("none"), 4, train=True, backend="dali")

@@ -38,7 +38,7 @@
 #   Start 90 s + 540 s + 200 s = 830 s of 900: no call only transfers files.
 #   DALI is not in these 15 minutes: its wheel is 190 MiB, four 58 MiB parts at one part a
 #   call (64 MiB carried a call, the data's 56 MB already fills call 1). A session given to
-#   DALI alone: ../shared/tools/device-stage dali, then four calls, each carrying one part and
+#   DALI alone: "$GPU_SUITE_STAGE_TOOL" dali, then four calls, each carrying one part and
 #   running GPU_SUITE_ONLY steps that need no data, the fourth with loader_throughput (restore.sh
 #   installs DALI once every part is there; DALI then joins the torch backend in its table).
 set -uo pipefail
@@ -52,8 +52,8 @@ while [ $# -gt 0 ]; do
     --call) call=${2:-}; shift ;;
     --plan) sed -n '/^# THE PLAN/,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --stage)
-      stage=../shared/tools/device-stage
-      [ -x "$stage" ] || { echo "error: $stage not found: --stage runs on the dev machine" >&2; exit 2; }
+      stage=${GPU_SUITE_STAGE_TOOL:-}
+      [ -x "$stage" ] || { echo "error: GPU_SUITE_STAGE_TOOL names no staging tool: --stage runs on the dev machine" >&2; exit 2; }
       "$stage" data && "$stage" airbench || exit 1
       commit=$(git rev-parse --short HEAD)
       git diff --quiet HEAD -- . ':!benchmarks/results' || commit="$commit-dirty"

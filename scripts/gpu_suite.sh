@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark the project has, in two calls of the device tool.
+# Every GPU check and benchmark the project has, in two calls on a GPU machine.
 #
 #   bash scripts/gpu_suite.sh --rehearse OUT   # on the CPU: every step, tiny sizes, < 5 minutes
 #   bash scripts/gpu_suite.sh --stage          # dev machine: data + airbench + commit -> .stage/
@@ -7,7 +7,7 @@
 #   bash scripts/gpu_suite.sh --plan           # print the plan below
 #
 # Runs from the source tree (PYTHONPATH=.) with the machine's own python3 and torch; installs
-# nothing but what .stage/restore.sh unpacks. OUT receives four files (the device tool brings
+# nothing but what .stage/restore.sh unpacks. OUT receives four files (a remote call brings
 # back at most 8): suite.log (everything printed), summary.txt (step, exit code, seconds),
 # summary.json (every headline figure with hardware, versions and timing convention) and
 # results.tar.gz (every step's log and JSON; no checkpoints). Every step writes its JSON as it
@@ -15,7 +15,7 @@
 # deadline is skipped and says so. `restore` and `environment` always run. GPU_SUITE_ONLY="a b"
 # runs only the steps named (besides those two).
 #
-# THE PLAN for a GPU session's 15 minutes of device time (the machine's start, 1-2 minutes, is
+# THE PLAN for a 15-minute slot on a GPU machine (the machine's start, 1-2 minutes, is
 # counted; it goes cold 30 s after a call returns, so the next call must follow at once):
 #   0. dev machine: bash scripts/gpu_suite.sh --rehearse /tmp/rehearsal  (every step rc=0)
 #                   bash scripts/gpu_suite.sh --stage     (.stage/: data 56 MB, airbench, COMMIT)

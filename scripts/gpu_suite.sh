@@ -32,12 +32,12 @@
 #      loader_throughput, speedrun_vs_airbench (muon8, the recipe we race airbench94 with),
 #      torchrun_overhead, train_row6_3ep, loader_torchvision, fast_seeds (seeds 1 and 2 beside
 #      call 1's seed 0), cpu_tests: in that order until its 170 s are spent (expect the first
-#      three; a later session runs the rest with GPU_SUITE_ONLY).
+#      three; a later slot runs the rest with GPU_SUITE_ONLY).
 #   3. give_back; unpack both calls' results.tar.gz and summary.json under
 #      benchmarks/results/gpu-<card>-<date>/ and commit them with the card, versions, command.
 #   Start 90 s + 540 s + 200 s = 830 s of 900: no call only transfers files.
 #   DALI is not in these 15 minutes: its wheel is 190 MiB, four 58 MiB parts at one part a
-#   call (64 MiB carried a call, the data's 56 MB already fills call 1). A session given to
+#   call (64 MiB carried a call, the data's 56 MB already fills call 1). A slot given to
 #   DALI alone: "$GPU_SUITE_STAGE_TOOL" dali, then four calls, each carrying one part and
 #   running GPU_SUITE_ONLY steps that need no data, the fourth with loader_throughput (restore.sh
 #   installs DALI once every part is there; DALI then joins the torch backend in its table).

@@ -1,4 +1,4 @@
-"""CPU auto switches, before and after issue 16: images/s of whole training steps (batched
+"""CPU auto switches, the old rule against the new: images/s of whole training steps (batched
 loader with flip + pad-crop, forward, backward, SGD) per model, fp32 NCHW (what --amp auto
 --channels-last auto meant on every CPU before) against what they resolve to on this CPU now
 (bf16 autocast + channels_last where bf16 is native: fastcifar.env.cpu_native_bf16).

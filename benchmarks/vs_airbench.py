@@ -20,7 +20,7 @@ benchmarks/results/<--name>.json (default vs_airbench.json), rewritten after eve
 Without CUDA (the GPU suite's CPU rehearsal) airbench is not trained: the child checks that the
 API this script calls exists (when airbench is installed) and says so in the JSON; our recipe runs
 with whatever train flags follow `--`. Install airbench with `pip install '.[compare]'`, or on
-an offline GPU machine from `../shared/tools/device-stage airbench`.
+an offline GPU machine staged by `bash scripts/gpu_suite.sh --stage`.
 """
 
 import argparse
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     have_airbench = importlib.util.find_spec("airbench") is not None
     if not have_airbench and torch.cuda.is_available():
         print("error: airbench is not installed: pip install '.[compare]' (offline: "
-              "../shared/tools/device-stage airbench, then .stage/restore.sh)", file=sys.stderr)
+              "bash scripts/gpu_suite.sh --stage, then .stage/restore.sh)", file=sys.stderr)
         return 2
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (rehearsal)"
     rows = []

@@ -27,7 +27,7 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo: bf16 matmul in ha
 def cpu_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether the CPU computes bf16 natively (AMX or AVX512-BF16, as on Sapphire Rapids and
     later Xeons, Zen 4+): there bf16 autocast + channels_last trains ~3x faster than fp32 NCHW
-    (resnet_final, 2-core Xeon: 25.8 -> 75.6 img/s); elsewhere oneDNN emulates bf16, slower
+    (resnet_final, 2 cores with AMX: 25.8 -> 75.6 img/s); elsewhere oneDNN emulates bf16, slower
     than fp32. ``cpuinfo`` is /proc/cpuinfo's text (read when None; no file: False)."""
     if cpuinfo is None:
         try:
@@ -68,7 +68,7 @@ def keep_freed_memory() -> bool:
     Why: a CPU training step allocates and frees activations of tens to hundreds of MB. By
     default each block that large is a fresh mmap whose pages the kernel zero-fills and faults
     in on first touch, every step, and is unmapped when freed; kept in the heap, the next step
-    reuses pages already mapped. Measured on the 2-core Xeon, speedrun net, bf16 eval at batch
+    reuses pages already mapped. Measured on 2 cores with AMX, speedrun net, bf16 eval at batch
     2000 (1 thread): 8x fewer page faults and 1.7x the images/s. The cost: the process keeps
     its peak memory until it exits. Returns whether it applied (False where libc has no
     mallopt, e.g. musl or macOS)."""

@@ -1,11 +1,11 @@
 """Named training recipes: plain frozen configs that check their own values.
 
-The Table-1 rows follow ../shared/spec/SEED.md exactly: SGD(lr 0.01, momentum 0.9, weight decay
+The Table-1 rows follow the report exactly (docs/report.md): SGD(lr 0.01, momentum 0.9, weight decay
 1e-6), cross entropy, batch 100, 100 epochs; rows 2-6 add ReduceLROnPlateau(factor 0.1,
 patience 10, min lr 1e-6) on the evaluation loss and each row's augmentation.
 
 The fast recipes train the same resnet_final (5,159,146 parameters) the way the fastest public
-CIFAR-10 trainers train their ResNets (Page's ResNet-9, FFCV; ../shared/notes/ANCHORS.md):
+CIFAR-10 trainers train their ResNets (Page's ResNet-9, FFCV):
     batch 512        few, large steps keep a GPU busy (the report's 100 leaves it idle)
     one-cycle lr     linear warm-up then linear decay to 0: high lr early, no plateau waiting
     Nesterov SGD     lr 0.4 at batch 512, as FFCV's ResNet-9 (0.5) scaled down a little for a
@@ -179,7 +179,7 @@ def with_parts(fields: dict, parts) -> dict:
     return out
 
 
-# airbench94_muon's recipe (../shared/notes/ANCHORS.md) in our terms: its sum-loss lrs x batch
+# airbench94_muon's recipe (docs/speedrun.md) in our terms: its sum-loss lrs x batch
 # 2000 for our mean loss, and its head's lr x (9/256)^2 since our logits are scaled by 1/9 with
 # default-init weights where its are scaled by 1/256 with unit-std ones (the same logits at
 # init); its decay of 2e-6 x batch a step becomes weight_decay x lr = 0.004
@@ -211,14 +211,14 @@ RECIPES: dict[str, Recipe] = {
                "(final epoch)", epochs=24, **_FAST),
         Recipe("fast94", "resnet_final", "resnet_final, longer: 60 epochs aiming at >= 94 %",
                epochs=60, **_FAST),
-        # issue 7: airbench94's effective hyperparameters re-expressed for a mean loss and
+        # airbench94's effective hyperparameters re-expressed for a mean loss and
         # PyTorch's coupled weight decay (docs/speedrun.md has the conversion); the same
         # recipe at airbench94's length (GPU comparison) and at the CPU hour's length
         Recipe("speedrun10", "speedrun", "speedrun net, 10 epochs (airbench94's length)",
                **_SPEEDRUN),
         Recipe("speedrun", "speedrun", "speedrun net, 40 epochs: the 2-core CPU hour, >= 94 %?",
                **(_SPEEDRUN | dict(epochs=40))),
-        # issue 18: speedrun10 with every one of airbench94's parts above (their ablation is in
+        # speedrun10 with every one of airbench94's parts above (their ablation is in
         # docs/speedrun.md)
         Recipe("race10", "speedrun", "speedrun10 + airbench94's parts: the recipe raced "
                "against airbench94", **with_parts(_SPEEDRUN, AIRBENCH94_PARTS)),
@@ -229,7 +229,7 @@ RECIPES: dict[str, Recipe] = {
 
 # the recipe raced against airbench94, on the CPU (benchmarks/race_airbench_cpu.py) and on the
 # GPU (scripts/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
-# (race10 until issue 18's Muon: docs/speedrun.md); the ablation of airbench94's parts
+# (race10 before muon8: docs/speedrun.md); the ablation of airbench94's parts
 # (benchmarks/race_ablation.py) runs from ABLATION_BASE, without them, to ABLATION_ALL
 RACE_RECIPE = "muon8"
 ABLATION_BASE = "speedrun10"

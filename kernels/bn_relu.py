@@ -337,7 +337,7 @@ def _same_layout(t: torch.Tensor, v: View3d) -> torch.Tensor:
 # default.
 PLANS = ("cuda", "interpret")
 DEFAULT_PLAN = "interpret" if INTERPRETED else "cuda"
-# planning for a GPU from the CPU (a test forcing plan="cuda"): the H200 the project is lent
+# planning for a GPU from the CPU (a test forcing plan="cuda"): an H100 or H200 (sm_90, 132 SMs)
 DEFAULT_SM_COUNT = 132
 
 
@@ -359,8 +359,9 @@ def choose_tiles(v: View3d, max_tile: int | None = None, programs: int | None = 
     """About ``max_tile`` elements a tile; reductions split rows to reach ~``programs`` programs.
 
     ``plan`` is "cuda" or "interpret" (default: how the kernels were imported). On "cuda" the
-    reductions aim at 8 programs per streaming multiprocessor (``sm_count``, default the H200's
-    132): 32-64 warps an SM in flight, so each has other work while its loads wait on memory.
+    reductions aim at 8 programs per streaming multiprocessor (``sm_count``, default an
+    H100's or H200's 132): 32-64 warps an SM in flight, so each has other work while its
+    loads wait on memory.
     """
     plan = plan or DEFAULT_PLAN
     if plan not in PLANS:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark the project has, in two calls of the device tool.
+# Every GPU check and benchmark the project has, in two calls on a GPU machine.
 #
 #   bash scripts/gpu_suite.sh --rehearse OUT   # on the CPU: every step, tiny sizes, < 5 minutes
 #   bash scripts/gpu_suite.sh --stage          # dev machine: data + airbench + commit -> .stage/
@@ -7,7 +7,7 @@
 #   bash scripts/gpu_suite.sh --plan           # print the plan below
 #
 # Runs from the source tree (PYTHONPATH=.) with the machine's own python3 and torch; installs
-# nothing but what .stage/restore.sh unpacks. OUT receives four files (the device tool brings
+# nothing but what .stage/restore.sh unpacks. OUT receives four files (a remote call brings
 # back at most 8): suite.log (everything printed), summary.txt (step, exit code, seconds),
 # summary.json (every headline figure with hardware, versions and timing convention) and
 # results.tar.gz (every step's log and JSON; no checkpoints). Every step writes its JSON as it
@@ -15,7 +15,7 @@
 # deadline is skipped and says so. `restore` and `environment` always run. GPU_SUITE_ONLY="a b"
 # runs only the steps named (besides those two).
 #
-# THE PLAN for a GPU session's 15 minutes of device time (the machine's start, 1-2 minutes, is
+# THE PLAN for a 15-minute slot on a GPU machine (the machine's start, 1-2 minutes, is
 # counted; it goes cold 30 s after a call returns, so the next call must follow at once):
 #   0. dev machine: bash scripts/gpu_suite.sh --rehearse /tmp/rehearsal  (every step rc=0)
 #                   bash scripts/gpu_suite.sh --stage     (.stage/: data 56 MB, airbench, COMMIT)
@@ -32,13 +32,13 @@
 #      loader_throughput, speedrun_vs_airbench (muon8, the recipe we race airbench94 with),
 #      torchrun_overhead, train_row6_3ep, loader_torchvision, fast_seeds (seeds 1 and 2 beside
 #      call 1's seed 0), cpu_tests: in that order until its 170 s are spent (expect the first
-#      three; a later session runs the rest with GPU_SUITE_ONLY).
+#      three; a later slot runs the rest with GPU_SUITE_ONLY).
 #   3. give_back; unpack both calls' results.tar.gz and summary.json under
 #      benchmarks/results/gpu-<card>-<date>/ and commit them with the card, versions, command.
 #   Start 90 s + 540 s + 200 s = 830 s of 900: no call only transfers files.
 #   DALI is not in these 15 minutes: its wheel is 190 MiB, four 58 MiB parts at one part a
-#   call (64 MiB carried a call, the data's 56 MB already fills call 1). A session given to
-#   DALI alone: ../shared/tools/device-stage dali, then four calls, each carrying one part and
+#   call (64 MiB carried a call, the data's 56 MB already fills call 1). A slot given to
+#   DALI alone: "$GPU_SUITE_STAGE_TOOL" dali, then four calls, each carrying one part and
 #   running GPU_SUITE_ONLY steps that need no data, the fourth with loader_throughput (restore.sh
 #   installs DALI once every part is there; DALI then joins the torch backend in its table).
 set -uo pipefail
@@ -52,8 +52,8 @@ while [ $# -gt 0 ]; do
     --call) call=${2:-}; shift ;;
     --plan) sed -n '/^# THE PLAN/,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --stage)
-      stage=../shared/tools/device-stage
-      [ -x "$stage" ] || { echo "error: $stage not found: --stage runs on the dev machine" >&2; exit 2; }
+      stage=${GPU_SUITE_STAGE_TOOL:-}
+      [ -x "$stage" ] || { echo "error: GPU_SUITE_STAGE_TOOL names no staging tool: --stage runs on the dev machine" >&2; exit 2; }
       "$stage" data && "$stage" airbench || exit 1
       commit=$(git rev-parse --short HEAD)
       git diff --quiet HEAD -- . ':!benchmarks/results' || commit="$commit-dirty"

@@ -31,7 +31,7 @@ from fastcifar.recipes import RECIPES, TABLE1, get_recipe  # noqa: E402
 DATA_NAME = "CIFAR-10 (JPEG q75 copy)"
 RESULTS = ROOT / "benchmarks" / "results"
 THRESHOLDS = (86.0, 88.0, 90.0, 92.0)
-# the report's Table 1 (shared/spec/SEED.md): parameters, best test accuracy and its epoch,
+# the report's Table 1 (docs/report.md): parameters, best test accuracy and its epoch,
 # one run each on the original CIFAR-10
 REPORTED = {
     "row1_cnn": (1_838_346, 82.11, 81),

@@ -11,7 +11,7 @@ import torch
 from fastcifar.data.synthetic import write_synthetic_cifar
 
 REPO = Path(__file__).resolve().parent.parent
-# the real copy (../shared/cifar10/unpack.py data), used only by tests that skip without it
+# a real CIFAR-10 on disk ($FASTCIFAR_DATA, else ./data), used only by tests that skip without it
 REAL_DATA = Path(os.environ.get("FASTCIFAR_DATA", REPO / "data"))
 
 

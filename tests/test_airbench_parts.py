@@ -1,4 +1,4 @@
-"""What the speedrun recipe borrows from airbench94 (issue 18): Lookahead, the schedule's ends,
+"""What the speedrun recipe borrows from airbench94: Lookahead, the schedule's ends,
 the whitening bias's first epochs, BatchNorm momentum and the reflect-padded crop, each against
 a reference computed here, plus the race script's bookkeeping."""
 

@@ -1,4 +1,4 @@
-"""Every bad input the CLI knows of, in one table (issue 16): each ends in exit 2 and exactly one
+"""Every bad input the CLI knows of, in one table: each ends in exit 2 and exactly one
 ``error:`` line naming the problem and the fix, never a traceback, and leaves an existing run
 folder byte for byte as it was. The commands run in this process (``main(argv)``), so that a
 full disk can be simulated; an exception escaping ``main`` is printed as the traceback a user
@@ -154,7 +154,7 @@ CASES = [
     ("cuda_without_gpu", _cuda_missing, 2, "no CUDA device"),
     ("fp16_on_cpu_warns", _flags("--amp", "fp16", "--epochs", "1", "--train-subset", "50",
                                  "--test-subset", "50", "--batch-size", "50"), 0, None),
-    # the ones that worked before issue 16, kept so
+    # the ones that worked before this table, kept so
     ("no_data", _no_data, 2, "no CIFAR-10 data found"),
     ("corrupt_data", _corrupt_data, 2, "corrupt"),
     ("run_out_holds_a_run", lambda ctx: ["--model", "cnn", *common(ctx.data, ctx.run)],

@@ -1,4 +1,4 @@
-"""The command lines as a user meets them (issue 16, item 4): console scripts for every CLI,
+"""The command lines as a user meets them: console scripts for every CLI,
 --help that lists each choice flag's valid values, --quiet that still prints the result."""
 
 import importlib

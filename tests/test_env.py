@@ -39,7 +39,7 @@ def test_gpu_hint_reads_nvidia_smi(tmp_path, monkeypatch):
     assert env.gpu_hint() is None  # a failing nvidia-smi lists no GPU
 
 
-# ---- the CPU's native bf16 decides the CPU's auto switches (issue 16, item 3) ----------------
+# ---- the CPU's native bf16 decides the CPU's auto switches ---------------------------------
 
 SPR = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
 COOPER = "flags\t\t: fpu avx2 avx512f avx512_bf16\n"  # AVX512-BF16 without AMX

@@ -14,7 +14,7 @@ from fastcifar.models import (
     parse_model_options,
 )
 
-# ../shared/spec/ARCHITECTURES.md
+# docs/architectures.md
 PARAMS = {
     "cnn": 1_838_346,
     "resnet_hybrid": 8_886_538,

@@ -1,4 +1,4 @@
-"""The speedrun network (issue 7): its whitening layer, identity init, frozen BN
+"""The speedrun network: its whitening layer, identity init, frozen BN
 scales, parameter count, and one epoch of its recipe."""
 
 import json

@@ -96,7 +96,7 @@ class AugmentSpec:
 
 _FLIP_AFFINE = AugmentSpec(flip_p=0.5, degrees=5.0, translate=(0.2, 0.2))
 
-# One preset per Table-1 row (SEED.md); rows 3-5 share one.
+# One preset per Table-1 row (docs/report.md); rows 3-5 share one.
 PRESETS: dict[str, AugmentSpec] = {
     "none": AugmentSpec(),  # row 1
     "flip_affine": _FLIP_AFFINE,  # row 2

@@ -9,7 +9,7 @@ IMAGE_SHAPE = (32, 32, 3)  # H, W, C as stored (NHWC uint8)
 TRAIN_SIZE, TEST_SIZE = 50_000, 10_000
 
 # Per-channel mean and std of the official training images, pixels scaled to [0, 1]; the values
-# torchvision's CIFAR-10 examples use. The report does not state its constants (SEED.md), so we
+# torchvision's CIFAR-10 examples use. The report states no constants (docs/report.md), so we
 # take these and write them down. (The JPEG q75 copy has the same means, stds 0.002-0.005 lower.)
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)

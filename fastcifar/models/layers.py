@@ -1,4 +1,4 @@
-"""The building blocks of the Table-1 networks (../shared/spec/ARCHITECTURES.md).
+"""The building blocks of the Table-1 networks (docs/architectures.md).
 
 Every "BatchNorm then ReLU" in the networks is built here, by one ``Norm`` pair of classes:
 ``BatchNormReLU2d`` and ``BatchNormAddReLU2d`` (BatchNorm, add a residual, ReLU). They subclass

@@ -1,6 +1,6 @@
-"""``speedrun``: a small, fast network for reaching 94 % cheaply (issue 7), after the ideas of the
+"""``speedrun``: a small, fast network for reaching 94 % cheaply, after the ideas of the
 fastest public CIFAR-10 trainers (Page's ResNet-9 bag of tricks, tysam's hlb, Jordan's
-airbench; ../shared/notes/ANCHORS.md), written here from their descriptions:
+airbench; docs/speedrun.md), written here from their descriptions:
 
     whitening   a frozen 2x2 conv whose filters are the PCA of the training set's 2x2 patches,
                 scaled to unit variance (and their negatives): decorrelated inputs, so the
@@ -123,7 +123,7 @@ class SpeedrunNet(nn.Module):
 def speedrun(num_classes: int = 10, whiten: bool = True, dirac: bool = True,
              frozen_bn_scale: bool = True, bn_momentum: float = 0.6,
              whiten_bias_epochs: int = 0) -> nn.Module:
-    """The issue-7 network (1,972,768 parameters). It takes no ``norm``: its BatchNorms feed GELU,
+    """The speedrun network (1,972,768 parameters). It takes no ``norm``: its BatchNorms feed GELU,
     so there is no BN+ReLU to fuse and create_model refuses bn_relu="triton". The switches are
     ablations (SpeedrunNet)."""
     return SpeedrunNet(num_classes, whiten=whiten, dirac=dirac, frozen_bn_scale=frozen_bn_scale,

@@ -1,5 +1,5 @@
 """The five networks of the report's Table 1 (rows 1 and 2 share ``cnn``), exactly as specified
-in ../shared/spec/ARCHITECTURES.md; each entrypoint only chooses blocks and widths."""
+in docs/architectures.md; each entrypoint only chooses blocks and widths."""
 
 from torch import nn
 

@@ -10,7 +10,7 @@ Triton compile of ~0.3-1 s. ``python scripts/count_kernel_specializations.py`` r
 under the interpreter with the tile plan a GPU uses and counts the distinct keys: the estimate of
 what ``pytest tests/kernels`` compiles on CUDA (plus the gpu-marked test's, which it lists).
 Shapes and dtypes are chosen to share keys; keep the count under 60 when adding tests.
-Measured 2026-12-01: 50 keys from the tests that run on the CPU, 8 more from the gpu-marked test,
+Measured: 50 keys from the tests that run on the CPU, 8 more from the gpu-marked test,
 and 1 for test_bn_relu.py's own offsets kernel (the counter sees only fastcifar.kernels): ~59
 compiles, against ~258 before the variant flags became runtime bools and the row counts were
 left unspecialised. Not counted: torch.compile's own kernels in the gpu-marked test, and

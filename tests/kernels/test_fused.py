@@ -188,7 +188,7 @@ def test_resnet_final_triton_matches_eager(no_tf32):
     assert isinstance(ours.features[0].bn2, fused.BatchNormAddReLU2d)
     eager.load_state_dict(ours.state_dict())
     # the reference is eager in float64: eager fp32 is not always the closer of the two (on a
-    # 2-core AVX2 EPYC, oneDNN's fp32 weight gradients of the first blocks were 2.4e-4 off
+    # CPU with AVX2 only, oneDNN's fp32 weight gradients of the first blocks were 2.4e-4 off
     # float64 on this input, where ours were 1e-7 off)
     eager.double()
     x = torch.randn(2, 3, 32, 32, device=DEVICE)

@@ -46,39 +46,52 @@ def main(argv: list[str] | None = None) -> int:
         # on the CPU the kernels run only in Triton's interpreter, which must be chosen before
         # triton is imported; it changes nothing else in this process
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    report = diagnose(args.model, torch.device("cuda" if cuda else "cpu"),
-                      say=(lambda *a: None) if args.json else print)
-    text = json.dumps(report, indent=2, default=str)
-    if args.json:
-        print(text)
     if args.out:
         try:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text + "\n")
+            _save(args.out, {})
         except OSError as err:
             print(f"error: cannot write --out {args.out} ({err.strerror or err}); pick a "
                   "writable path", file=sys.stderr)
             return 2
+    report = diagnose(args.model, torch.device("cuda" if cuda else "cpu"),
+                      say=(lambda *a: None) if args.json else print,
+                      save=(lambda r: _save(args.out, r)) if args.out else None)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
     return 0
 
 
-def diagnose(model: str, device, say=print) -> dict:
-    """Everything the doctor reports, as a dict; ``say`` prints each section as it is done."""
+def _save(path: str, report: dict) -> None:
+    """Write atomically: a doctor stopped at a time limit leaves every section it finished."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    os.replace(tmp, target)
+
+
+def diagnose(model: str, device, say=print, save=None) -> dict:
+    """Everything the doctor reports, as a dict; ``say`` prints each section as it is done and
+    ``save`` (if given) is handed the report so far after each one."""
     from .env import environment
 
     start = time.perf_counter()
     report = {"machine": machine(device), "environment": environment()}
     say(_machine_text(report["machine"], report["environment"]))
-    report["auto"] = auto_section(model, device)
-    say(_auto_text(report["auto"]))
-    report["kernels"] = kernel_section(model, device)
-    say(_kernel_text(report["kernels"]))
-    report["dali"] = dali_section(device)
-    say(_dali_text(report["dali"]))
-    report["estimate"] = estimate_section(model, device, report["auto"]["speed"])
-    say(_estimate_text(report["estimate"]))
+    sections = [("auto", lambda: auto_section(model, device), _auto_text),
+                ("kernels", lambda: kernel_section(model, device), _kernel_text),
+                ("dali", lambda: dali_section(device), _dali_text),
+                ("estimate", lambda: estimate_section(model, device, report["auto"]["speed"]),
+                 _estimate_text)]
+    for name, run, text in sections:
+        if save:
+            save(report)
+        report[name] = run()
+        say(text(report[name]))
     report["seconds"] = round(time.perf_counter() - start, 1)
     say(f"\ndoctor done in {report['seconds']:.0f} s")
+    if save:
+        save(report)
     return report
 
 

@@ -22,7 +22,8 @@
 #   1. run(timeout_s=540, carry=[".stage/restore.sh", ".stage/data", ".stage/COMMIT"],
 #          command="bash scripts/gpu_suite.sh --call 1 $OUT")                       ~500 s
 #      restore, environment, doctor (what every auto switch picks on this GPU and why, the
-#      kernel check per dtype and layout, an epoch's estimate; ~60-120 s), data_check, gpu_tests (kernels + gpu-marked, no -x; 90 s), the
+#      kernel check per dtype and layout, an epoch's estimate; ~60-150 s: each
+#      candidate's compile counts), data_check, gpu_tests (kernels + gpu-marked, no -x; 90 s), the
 #      train_throughput ladder (75 s), vs_airbench_fast (airbench94, then the fast recipe once
 #      with its time to 86-94 %; 240 s), kernel_bn_relu (bf16 channels_last first, a JSON row
 #      per configuration; whatever is left, up to 55 s): the headline figures, complete even if
@@ -180,7 +181,7 @@ echo "$dali_note"
 
 # ---- call 1: the headline figures ----------------------------------------------------------
 # first the decision table: what auto picks here (each fast path checked, then timed) and why
-step doctor 120 $py -m fastcifar.doctor --model "$doctor_model" --out "$work/doctor.json"
+step doctor 150 $py -m fastcifar.doctor --model "$doctor_model" --out "$work/doctor.json"
 # the data layer on the real copy (when staged)
 step data_check 30 $py -m fastcifar.data --no-download --data-dir "$data"
 # kernel tests and gpu-marked tests (the sync-free loader epoch, CUDA graphs + TTA, the fused

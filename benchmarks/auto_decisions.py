@@ -30,13 +30,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cnn,resnet_final,speedrun")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--timing-batch", type=int, default=autotune.CPU_TIMING_BATCH,
+    parser.add_argument("--timing-batch", type=int, default=autotune.timing.CPU_TIMING_BATCH,
                         help="the CPU's stand-in batch (default %(default)s)")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
-    autotune.CPU_TIMING_BATCH = args.timing_batch
+    autotune.timing.CPU_TIMING_BATCH = args.timing_batch
     rows, decisions = [], {}
     for model in args.models.split(","):
         recipe = get_recipe(DEFAULT_RECIPE[model])

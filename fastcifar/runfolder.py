@@ -53,8 +53,9 @@ def default_out(recipe_name: str, root: Path = Path("runs")) -> Path:
 class RunFolder:
     """The held folder of one run: ``open`` it, ``close`` it when the run ends."""
 
-    def __init__(self, path: Path, fd: int, made: bool, resume: bool):
-        self.path, self._fd, self.made, self.resume = path, fd, made, resume
+    def __init__(self, path: Path, fd: int, made: bool):
+        self.path, self._fd, self.made = path, fd, made
+        self.new = False  # a new run's folder, once checked: its files are this run's
 
     @classmethod
     def open(cls, path: Path, resume: bool = False, made: bool = False) -> "RunFolder":
@@ -74,12 +75,13 @@ class RunFolder:
             if made:
                 _remove_if_empty(path)
             raise
-        folder = cls(path, fd, made, resume)
+        folder = cls(path, fd, made)
         try:
             folder._check(resume)
         except BaseException:
             folder.close()
             raise
+        folder.new = not resume
         return folder
 
     def _check(self, resume: bool) -> None:
@@ -103,7 +105,7 @@ class RunFolder:
         if self._fd is None:
             return
         try:
-            if not self.resume and not (self.path / RESUMABLE).exists():
+            if self.new and not (self.path / RESUMABLE).exists():
                 _clear(self.path, self.made)
             (self.path / LOCK).unlink(missing_ok=True)  # while held: see _lock
         finally:

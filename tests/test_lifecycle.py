@@ -216,11 +216,11 @@ def test_sigterm_from_outside_mid_epoch_then_resume_matches(data_dir, tmp_path):
 
 
 def test_a_signal_during_start_up_leaves_no_folder(data_dir, tmp_path, monkeypatch, capsys):
-    def load(*args, **kwargs):
+    def build(*args, **kwargs):  # the model's build (a compile, minutes on a GPU): late start-up
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)  # the handler raises here
 
-    monkeypatch.setattr("fastcifar.run.load_cifar10", load)
+    monkeypatch.setattr("fastcifar.run.TrainState.build", build)
     out = tmp_path / "run"
     assert train.main(flags(data_dir, out, *TINY)) == 143
     assert "interrupted by SIGTERM during start-up; no run folder is left" in \

@@ -58,9 +58,10 @@ class Stopper:
         self._previous.clear()
 
     def _handle(self, signum, frame) -> None:
+        first = self.signum is None
         self.signum = self.signum or signum
-        if not self._defer:
-            raise Interrupted(self.signum)
+        if first and not self._defer:  # a repeat (Ctrl-C twice, a scheduler's SIGTERM to
+            raise Interrupted(signum)  # each process) must not break the clean-up of the first
 
     def defer(self, on: bool = True) -> None:
         """From now on signals wait for ``check()`` (``on=False``: they raise at once again)."""

@@ -260,3 +260,89 @@ def test_a_closed_pipe_stops_nothing(data_dir, tmp_path):
     proc.stderr.close()
     assert proc.wait(timeout=240) == 0
     assert (out / "summary.json").is_file() and (out / "last.pt").is_file()
+
+
+# ---- sweeps ----------------------------------------------------------------------------------
+
+def sweep_argv(data_dir, out, *extra):
+    return ["--seeds", "0", "1", "--jobs", "2", "--out", str(out), "--", "--data-dir",
+            str(data_dir), "--model", "cnn", "--epochs", "2", "--batch-size", "50",
+            "--train-subset", "100", "--test-subset", "50", "--device", "cpu", "--no-figures",
+            *extra]
+
+
+def test_a_sweep_rerun_continues_its_unfinished_runs(data_dir, tmp_path, monkeypatch, capsys):
+    from fastcifar import sweep
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "sweep"
+    assert sweep.main(sweep_argv(data_dir, out, "--stop-after", "1")) == 0  # a clean partial
+    printed = capsys.readouterr().out
+    assert "| base | 0 (2 unfinished) |" in printed and "2 stopped; continue with:" in printed
+    runs = json.loads((out / "sweep.json").read_text())["runs"]
+    assert [r["status"] for r in runs] == ["stopped", "stopped"]
+    assert sweep.main(sweep_argv(data_dir, out)) == 0  # the same sweep again: continued
+    printed = capsys.readouterr().out
+    assert printed.count("--resume") == 2 and "| base | 2 |" in printed
+    for seed in (0, 1):
+        assert [r["epoch"] for r in history(out / f"base_seed{seed}")] == [1, 2]
+    assert sweep.main(sweep_argv(data_dir, out)) == 0  # finished: read, not run
+    assert capsys.readouterr().out.count("done before") == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0", "0"], "--seeds repeats 0; give each seed once"),
+    (["--grid", "lr=0.1", "--grid", "lr=0.2"], "--grid lr is given more than once"),
+    (["--grid", "lr=0.1,0.1"], "a value is empty or repeated"),
+])
+def test_a_sweep_refuses_repeated_seeds_and_keys(argv, message, tmp_path, capsys):
+    from fastcifar import sweep
+
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main([*argv, "--out", str(tmp_path / "s"), "--", "--model", "cnn"])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def _alive(marker: str) -> list[int]:
+    """Processes whose command line names ``marker`` (a run folder: this test's alone)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_sweep_leaves_no_child_running(data_dir, tmp_path, sig):
+    """SIGTERM to the sweep reaches its child, which checkpoints and exits; a sweep killed
+    outright (kill -9) is noticed by the child, which does the same."""
+    out = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = ["--seeds", "0", "--out", str(out), "--", "--data-dir", str(data_dir), "--model",
+            "cnn", "--epochs", "100", "--batch-size", "10", "--test-subset", "20", "--device",
+            "cpu", "--no-figures"]
+    proc = subprocess.Popen([sys.executable, "-m", "fastcifar.sweep", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = out / "base_seed0"
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists():  # the child is training (epoch 1 saved)
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    printed = proc.communicate(timeout=120)[0]
+    deadline = time.time() + 30
+    while _alive(str(run)):
+        assert time.time() < deadline, "the sweep's child outlived it"
+        time.sleep(0.2)
+    log = (run / "train.log").read_text()
+    assert "interrupted by SIGTERM" in log and f"--resume {run}" in log
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and "Traceback" not in printed
+        assert "stopped by SIGTERM: 1 interrupted; continue with:" in printed
+    assert load_checkpoint(run / "last.pt")["epoch"] >= 1

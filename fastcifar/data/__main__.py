@@ -2,11 +2,11 @@
 loads it, and prints what it found and how long loading took."""
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
+from ..lifecycle import closed_pipes_tolerated
 from . import ENV_DATA_DIR, DataError, load_cifar10
 
 
@@ -27,13 +27,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        code = _check(get_args_parser().parse_args(argv))
-        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
-    except BrokenPipeError:  # `python -m fastcifar.data | head`: the reader had enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return code
+    with closed_pipes_tolerated():  # `python -m fastcifar.data | head`: the reader had enough
+        return _check(get_args_parser().parse_args(argv))
 
 
 def _check(args) -> int:

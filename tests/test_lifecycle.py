@@ -346,3 +346,55 @@ def test_a_stopped_sweep_leaves_no_child_running(data_dir, tmp_path, sig):
         assert proc.returncode == 143 and "Traceback" not in printed
         assert "stopped by SIGTERM: 1 interrupted; continue with:" in printed
     assert load_checkpoint(run / "last.pt")["epoch"] >= 1
+
+
+# ---- one rule for resume ---------------------------------------------------------------------
+
+def test_resume_never_rewrites_what_ran(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(flags(data_dir, out, *TINY, "--epochs", "2")) == 0
+    config = (out / "config.json").read_bytes()
+    capsys.readouterr()
+    assert call(["--resume", str(out), "--epochs", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert len(errors(err)) == 1 and "--epochs 1 is fewer than the 2 epochs" in err
+    assert (out / "config.json").read_bytes() == config
+
+
+def test_no_figures_is_remembered(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(flags(data_dir, out, *TINY, "--epochs", "2", "--stop-after", "1")) == 0
+    assert train.main(["--resume", str(out), "--quiet", "--device", "cpu"]) == 0  # no flag
+    assert (out / "summary.json").is_file() and not (out / "curves.png").exists()
+    assert json.loads((out / "config.json").read_text())["figures"] is False
+
+
+def test_evaluate_reads_the_runs_data_folder(data_dir, tmp_path, monkeypatch, capsys):
+    from fastcifar import evaluate
+
+    out = tmp_path / "run"
+    assert train.main(flags(data_dir, out, *TINY)) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where the hint after a corrupt last.pt may be run from
+    monkeypatch.setenv("FASTCIFAR_DATA_URL", (tmp_path / "nowhere.tar.gz").as_uri())
+    assert evaluate.main([str(out), "--device", "cpu"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert list(elsewhere.iterdir()) == []  # no ./data download attempt
+
+
+def test_evaluate_refuses_weights_of_another_model(data_dir, tmp_path, capsys):
+    from fastcifar import evaluate
+    from fastcifar.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    assert train.main(flags(data_dir, out, *TINY)) == 0
+    state = load_checkpoint(out / "best.pt")
+    state["config"]["recipe"]["model"] = "resnet_final"  # a config.json of another run
+    save_checkpoint(state, tmp_path / "mixed.pt")
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(tmp_path / "mixed.pt"), "--device", "cpu",
+                          "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(errors(err)) == 1 and "do not fit its recorded model resnet_final" in err
+    assert "Traceback" not in err and len(err) < 600

@@ -89,6 +89,8 @@ class RunOptions:
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")
+        if self.checkpoint_minutes != self.checkpoint_minutes:  # NaN: never, silently
+            raise RecipeError("checkpoint_minutes", "must be a number of minutes, not nan")
         for name in ("val_split", "check_every", "stop_after", "checkpoint_minutes",
                      "stop_after_steps"):
             if (getattr(self, name) or 0) < 0:

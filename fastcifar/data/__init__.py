@@ -79,18 +79,23 @@ def load_cifar10(
     root = resolve_data_dir(data_dir)
     layout = find_layout(root)
     if layout is None:
-        if root.exists() and not root.is_dir():
-            raise DataError(f"--data-dir {root} is a file, not a folder; point --data-dir at the "
-                            "folder that holds (or is to hold) cifar-10-batches-py")
+        made = _folders_to_make(root)
+        below = made[-1].parent if made else root
+        if below.exists() and not below.is_dir():
+            raise DataError(f"--data-dir {root}: {below} is a file, not a folder; point "
+                            "--data-dir at the folder that holds (or is to hold) "
+                            "cifar-10-batches-py")
         if not download:
             raise _not_found(root, "downloading is switched off (--no-download)")
         url = url or os.environ.get(ENV_DATA_URL) or ARCHIVE_URL
-        made = _folders_to_make(root)
         try:
             fetch_cifar10(root, url=url, md5=md5, progress=progress)
         except DataError as err:
             _remove_empty(made)
             raise _not_found(root, str(err)) from None
+        except OSError as err:  # the folder cannot be made or written
+            _remove_empty(made)
+            raise _not_found(root, f"{root} cannot be written ({err.strerror or err})") from None
         except BaseException:
             _remove_empty(made)
             raise

@@ -14,7 +14,7 @@ import numpy as np
 from .data import DataError, load_cifar10
 from .data.__main__ import add_data_args
 from .figures import pyplot as _pyplot
-from .lifecycle import closed_pipes_tolerated
+from .lifecycle import run_cli
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +105,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with closed_pipes_tolerated():
-        return _main(argv)
+    return run_cli(_main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -16,7 +16,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import CLASSES, DataError, load_cifar10
 from .data.__main__ import add_data_args
 from .engine import evaluate
-from .lifecycle import closed_pipes_tolerated
+from .lifecycle import run_cli
 from .metrics import per_class_accuracy
 from .models import create_model, list_models, parse_model_options
 
@@ -32,8 +32,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with closed_pipes_tolerated():
-        return _main(argv)
+    return run_cli(_main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -118,6 +118,18 @@ def closed_pipes_tolerated():
         sys.stdout, sys.stderr = saved
 
 
+def run_cli(main, argv) -> int:
+    """A command's ``main(argv)``, with closed pipes tolerated; a Ctrl-C that nothing else
+    handled (start-up, a short command) ends it with one line and 130, not a traceback."""
+    with closed_pipes_tolerated():
+        try:
+            return main(argv)
+        except KeyboardInterrupt as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            print(f"\ninterrupted by {signal_name(signum)}", file=sys.stderr)
+            return exit_code(signum)
+
+
 def watch_parent() -> None:
     """In a sweep's child: SIGTERM to itself (a checkpoint, then exit) once the sweep that
     started it is gone, even by kill -9, so no run outlives its sweep."""

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from . import lifecycle, train
-from .lifecycle import closed_pipes_tolerated
+from .lifecycle import run_cli
 from .runfolder import default_out
 
 # train flags the sweep sets itself, per run
@@ -292,8 +292,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with closed_pipes_tolerated():
-        return _main(sys.argv[1:] if argv is None else list(argv))
+    return run_cli(_main, sys.argv[1:] if argv is None else list(argv))
 
 
 def _main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ import torch
 from .checkpoint import CheckpointError
 from .data import DataError
 from .data.__main__ import add_data_args
-from .lifecycle import closed_pipes_tolerated, exit_code, signal_name, watch_parent
+from .lifecycle import exit_code, run_cli, signal_name, watch_parent
 from .models import list_models
 from .recipes import DEFAULT_RECIPE, RECIPES, ConfigError, Recipe, RecipeError, get_recipe
 from .run import SWITCH_CHOICES, fit, started_by_torchrun
@@ -144,8 +144,7 @@ def explicit(argv: list[str] | None) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with closed_pipes_tolerated():
-        return _main(argv)
+    return run_cli(_main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

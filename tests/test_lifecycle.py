@@ -398,3 +398,17 @@ def test_evaluate_refuses_weights_of_another_model(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(errors(err)) == 1 and "do not fit its recorded model resnet_final" in err
     assert "Traceback" not in err and len(err) < 600
+
+
+def test_a_sweep_into_a_closed_pipe_finishes(data_dir, tmp_path):
+    """``python -m fastcifar.sweep ... | head -1``: the sweep and its run go on to the end."""
+    out = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = ["--seeds", "0", "--out", str(out), "--", "--data-dir", str(data_dir), *TINY,
+            "--device", "cpu", "--no-figures"]
+    proc = subprocess.Popen([sys.executable, "-m", "fastcifar.sweep", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=240) == 0
+    assert (out / "sweep.json").is_file() and (out / "base_seed0" / "summary.json").is_file()

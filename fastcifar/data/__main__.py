@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from ..lifecycle import closed_pipes_tolerated
+from ..lifecycle import run_cli
 from . import ENV_DATA_DIR, DataError, load_cifar10
 
 
@@ -27,8 +27,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with closed_pipes_tolerated():  # `python -m fastcifar.data | head`: the reader had enough
-        return _check(get_args_parser().parse_args(argv))
+    # `python -m fastcifar.data | head`: the reader had enough, and that is fine
+    return run_cli(lambda args: _check(get_args_parser().parse_args(args)), argv)
 
 
 def _check(args) -> int:

@@ -318,10 +318,10 @@ def _alive(marker: str) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_stopped_sweep_leaves_no_child_running(data_dir, tmp_path, sig):
-    """SIGTERM to the sweep reaches its child, which checkpoints and exits; a sweep killed
-    outright (kill -9) is noticed by the child, which does the same."""
+    """SIGTERM or Ctrl-C to the sweep reaches its child, which checkpoints and exits; a sweep
+    killed outright (kill -9) is noticed by the child, which stops as on SIGTERM."""
     out = tmp_path / "sweep"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     argv = ["--seeds", "0", "--out", str(out), "--", "--data-dir", str(data_dir), "--model",
@@ -341,10 +341,11 @@ def test_a_stopped_sweep_leaves_no_child_running(data_dir, tmp_path, sig):
         assert time.time() < deadline, "the sweep's child outlived it"
         time.sleep(0.2)
     log = (run / "train.log").read_text()
-    assert "interrupted by SIGTERM" in log and f"--resume {run}" in log
-    if sig == signal.SIGTERM:
-        assert proc.returncode == 143 and "Traceback" not in printed
-        assert "stopped by SIGTERM: 1 interrupted; continue with:" in printed
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert f"interrupted by {name}" in log and f"--resume {run}" in log
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 128 + sig and "Traceback" not in printed
+        assert f"stopped by {name}: 1 interrupted; continue with:" in printed
     assert load_checkpoint(run / "last.pt")["epoch"] >= 1
 
 

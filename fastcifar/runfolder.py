@@ -7,7 +7,6 @@ holder, so a refused second run can say whose folder it is.
 """
 
 import errno
-import fcntl
 import os
 import socket
 import sys
@@ -16,6 +15,11 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .recipes import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the folder checks still hold, the lock does not
+    fcntl = None
 
 LOCK = ".lock"
 # what a run (and a sweep, train.log) writes into its folder; anything else is the user's
@@ -30,7 +34,7 @@ class FolderInUse(ConfigError):
 
 def is_litter(name: str) -> bool:
     """A temporary file of a write that a crash cut short (checkpoint.save_checkpoint,
-    report._replace, run._check_writable)."""
+    report._replace, and the write probe of earlier fastcifar versions)."""
     return (name.startswith(".") and name.endswith(".tmp")) or name.endswith(".json.tmp") \
         or name.endswith(".jsonl.tmp") or name.startswith(".write-check.")
 
@@ -144,7 +148,8 @@ def _lock(path: Path, create: bool) -> int:
         except OSError as err:
             raise _unwritable(path, err) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -164,7 +169,7 @@ def _lock(path: Path, create: bool) -> int:
 
 def _write_holder(fd: int) -> None:
     who = (f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}: "
-           f"{' '.join(sys.argv[:1] + sys.argv[1:])[:300]}")
+           f"{' '.join(sys.argv)[:300]}")
     os.ftruncate(fd, 0)
     os.pwrite(fd, who.encode(errors="replace"), 0)
 
@@ -178,7 +183,8 @@ def _holder(path: Path) -> str:
 
 def _clear(path: Path, made: bool) -> None:
     """A run's own files, in a folder that holds nothing to resume (a start that failed or was
-    stopped before its first checkpoint); a folder this run made goes whole."""
+    stopped before its first checkpoint); a folder this run made goes whole, but for a
+    sweep's train.log."""
     if made:
         for entry in path.iterdir():
             if entry.name in RUN_FILES - {LOCK, "train.log"} or is_litter(entry.name):

@@ -29,9 +29,10 @@ def resumed(state: dict, recipe, overrides: dict, options, given: dict):
     differ = {k: v for k, v in given.items() if k in recorded(config) and v != recorded(config)[k]}
     if differ:
         name, value = next(iter(differ.items()))
-        raise ConfigError(f"--resume {out} continues a run made with --{_flag(name)} "
-                          f"{recorded(config)[name]}; drop --{_flag(name)} {value} (another "
-                          "value is another run: start it with --out instead)")
+        was = recorded(config)[name]
+        made = f"with --{_flag(name)} {was}" if was is not None else f"without --{_flag(name)}"
+        raise ConfigError(f"--resume {out} continues a run made {made}; drop --{_flag(name)} "
+                          f"{value} (another value is another run: start it with --out instead)")
     done = state["epoch"]
     if overrides.get("epochs", done) < done:
         raise ConfigError(f"--epochs {overrides['epochs']} is fewer than the {done} epochs "

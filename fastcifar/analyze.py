@@ -14,6 +14,7 @@ import numpy as np
 from .data import DataError, load_cifar10
 from .data.__main__ import add_data_args
 from .figures import pyplot as _pyplot
+from .lifecycle import run_cli
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +105,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be 0 or more, not {args.seed}")
     if args.augment is not None:
         from .augment import PRESETS
 
@@ -117,10 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fig1, fig2 = out / "fig1_examples.png", out / "fig2_class_counts.png"
-    plot_examples(data.train_images, data.train_labels, data.classes, fig1, seed=args.seed)
-    plot_class_counts(data.train_labels, data.test_labels, data.classes, fig2)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        plot_examples(data.train_images, data.train_labels, data.classes, fig1, seed=args.seed)
+        plot_class_counts(data.train_labels, data.test_labels, data.classes, fig2)
+    except OSError as err:
+        print(f"error: --out {out} cannot be written ({err.strerror or err}); pick a folder "
+              "you can write to with --out DIR", file=sys.stderr)
+        return 2
     n_train, n_test = len(data.train_labels), len(data.test_labels)
     print(f"CIFAR-10 at {data.folder}: {n_train} train, {n_test} test")
     for split in ("train", "test"):

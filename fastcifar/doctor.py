@@ -24,6 +24,12 @@ TRAIN_IMAGES = 50_000  # CIFAR-10's training set: what an epoch's estimate is fo
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .lifecycle import run_cli
+
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="fastcifar-doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet_final",
                         help="the model whose default recipe is measured (default resnet_final)")

@@ -1,6 +1,7 @@
 """Re-evaluate a checkpoint on the test set: ``python -m fastcifar.evaluate runs/X``.
 
-Prints accuracy, per-class accuracy and the confusion matrix of best.pt (or --checkpoint FILE).
+Prints accuracy, per-class accuracy and the confusion matrix of best.pt (or --checkpoint FILE),
+on the data folder the run recorded (or --data-dir).
 """
 
 import argparse
@@ -15,8 +16,9 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import CLASSES, DataError, load_cifar10
 from .data.__main__ import add_data_args
 from .engine import evaluate
+from .lifecycle import run_cli
 from .metrics import per_class_accuracy
-from .models import create_model, parse_model_options
+from .models import create_model, list_models, parse_model_options
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -30,10 +32,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if bool(args.run) == bool(args.checkpoint):
         parser.error("give a run folder or --checkpoint FILE (one of them)")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
     path = Path(args.checkpoint) if args.checkpoint else Path(args.run) / "best.pt"
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
@@ -41,14 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(auto if args.device == "auto" else args.device)
     try:
         state = load_checkpoint(path)
-        config = state["config"]
-        data = load_cifar10(args.data_dir, download=not args.no_download)
+        config, model = _rebuild(state, path, device)
+        # the run's own data folder, as --resume reads it, unless --data-dir names another
+        data_dir = args.data_dir or _recorded_data(config)
+        data = load_cifar10(data_dir, download=not args.no_download)
     except (CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    options = parse_model_options(config["recipe"].get("model_options", ""))
-    model = create_model(config["recipe"]["model"], **options).to(device)
-    model.load_state_dict(state["model"])  # eager and fused BN+ReLU share state-dict keys
     spec = get_preset(config["recipe"]["augment"])
     loader = make_loader(data.test_images, data.test_labels, spec, args.batch_size, train=False,
                          device=device)
@@ -59,6 +66,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test accuracy {result['acc']:.2f}%  loss {result['loss']:.4f}")
     print(format_report(result["confusion"]))
     return 0
+
+
+def _rebuild(state: dict, path: Path, device: torch.device):
+    """(config, the model with the checkpoint's weights); CheckpointError if they do not fit."""
+    try:
+        config = state["config"]
+        recipe = config["recipe"]
+        name, augment, epoch = recipe["model"], recipe["augment"], state["epoch"]
+        weights = state["model"]
+        get_preset(augment)
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path} is no fastcifar checkpoint (no run config and model "
+                              "weights in it); give a best.pt or last.pt of a run") from None
+    if name not in list_models():
+        raise CheckpointError(f"{path} holds a model {name!r} this fastcifar does not know "
+                              f"(epoch {epoch}); evaluate it with the fastcifar that made it")
+    try:
+        model = create_model(name, **parse_model_options(recipe.get("model_options", "")))
+        model.load_state_dict(weights)  # eager and fused BN+ReLU share state-dict keys
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).splitlines()[0][:200]
+        raise CheckpointError(f"the weights in {path} do not fit its recorded model {name} "
+                              f"({first}); was the file edited or its config.json replaced? "
+                              "Evaluate a checkpoint as its run wrote it") from None
+    return config, model.to(device)
+
+
+def _recorded_data(config: dict) -> str | None:
+    folder = config.get("data_dir")
+    return folder if folder and Path(folder).is_dir() else None
 
 
 def format_report(confusion: np.ndarray) -> str:

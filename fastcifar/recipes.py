@@ -21,6 +21,7 @@ Their accuracy on resnet_final is not measured yet (no GPU has run them): see th
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -95,6 +96,11 @@ class Recipe:
         def need(ok: bool, name: str, reason: str):
             if not ok:
                 raise RecipeError(name, f"{reason}, not {getattr(self, name)!r}")
+
+        for f in dataclasses.fields(self):  # an infinite lr passes "> 0", then diverges
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f.name,
+                 "must be a finite number")
 
         for name in ("epochs", "batch_size"):
             need(getattr(self, name) >= 1, name, "must be at least 1")

@@ -14,8 +14,6 @@ import errno
 import os
 import signal
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +42,12 @@ from .engine import (
     synchronize,
 )  # fmt: skip
 from .env import environment, keep_freed_memory
+from .lifecycle import Stopper
 from .models import BN_RELU_CHOICES, create_model, parse_model_options
 from .recipes import ConfigError, Recipe, RecipeError, get_recipe
 from .report import Report, summarize
+from .resume import resumed
+from .runfolder import RunFolder, default_out
 
 SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
                   "compile": ("auto", "off", *COMPILE_MODES), "bn_relu": BN_RELU_CHOICES,
@@ -59,7 +60,7 @@ class RunOptions:
     """How a run is made, beside its Recipe. With ``resume`` the fields marked (*) come from the
     checkpoint instead; the others apply to the resumed process."""
 
-    out: str | Path | None = None  # run folder (default runs/<recipe>-<time>)
+    out: str | Path | None = None  # run folder (default runs/<recipe>-<time>[-N], never taken)
     resume: str | Path | None = None  # continue the run in this folder
     seed: int = 0  # (*)
     val_split: int = 0  # (*) training images held out (stratified) for model selection
@@ -80,14 +81,18 @@ class RunOptions:
     data_dir: str | Path | None = None
     download: bool = True
     quiet: bool = False  # no progress bars, epoch lines or summary
-    figures: bool = True
+    figures: bool = True  # remembered on resume
     auto_cache: bool = True  # reuse (and store) the measured auto decisions (autotune.cache_dir)
 
     def __post_init__(self):
+        if not 0 <= self.seed < 2**32:  # numpy's and torch's seeds alike
+            raise RecipeError("seed", f"must be in [0, 2**32), not {self.seed}")
         for name, choices in SWITCH_CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")
+        if self.checkpoint_minutes != self.checkpoint_minutes:  # NaN: never, silently
+            raise RecipeError("checkpoint_minutes", "must be a number of minutes, not nan")
         for name in ("val_split", "check_every", "stop_after", "checkpoint_minutes",
                      "stop_after_steps"):
             if (getattr(self, name) or 0) < 0:
@@ -100,9 +105,10 @@ class RunOptions:
 
 @dataclass
 class FitResult:
-    """What ``fit`` did: ``status`` is "finished", "stopped" (stop_after), "interrupted"
-    (Ctrl-C), "diverged" (a NaN or infinite loss; ``error`` says where) or "disk full" (a write
-    failed for want of space; ``error`` names the file and what the run folder still holds)."""
+    """What ``fit`` did: ``status`` is "finished", "stopped" (stop_after), "interrupted" (a
+    stop signal, ``signum``; last.pt holds the step it landed in), "diverged" (a NaN or
+    infinite loss; ``error`` says where) or "disk full" (a write failed for want of space;
+    ``error`` names the file and what the run folder still holds)."""
 
     status: str
     out: Path
@@ -113,6 +119,7 @@ class FitResult:
     paths: dict[str, Path] = field(default_factory=dict)  # the run folder's files (rank 0)
     error: str | None = None
     steps_done: int = 0  # the steps of epoch epochs_done + 1 that last.pt holds (mid-epoch)
+    signum: int | None = None  # the stop signal of an "interrupted" run
 
     def held(self) -> str:
         """What last.pt holds, in words."""
@@ -134,39 +141,63 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
     """Train ``recipe`` (a name in fastcifar.recipes.RECIPES, or a Recipe); ``kwargs`` are Recipe
     fields to override (``epochs=2``) and RunOptions (``out=``, ``device=``, ``resume=``...).
 
-    Raises ConfigError (a bad value, before any data loads), DataError, CheckpointError."""
+    Raises ConfigError (a bad value, before any data loads), DataError, CheckpointError, and
+    lifecycle.Interrupted for a stop signal during start-up (the run folder is then removed)."""
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     overrides = {k: v for k, v in kwargs.items() if k in recipe_fields and v is not None}
     options = RunOptions(**{k: v for k, v in kwargs.items() if k not in recipe_fields})
-    state = None
-    if options.resume:
-        if recipe is not None or set(overrides) - {"epochs"}:
-            raise ConfigError("resume continues a run with its own settings; drop "
-                              f"{sorted(set(overrides) - {'epochs'}) or 'the recipe'}")
-        state = load_resume(Path(options.resume))
-        config = state["config"]
-        config["recipe"] |= overrides
-        recipe, out = Recipe(**config["recipe"]), Path(options.resume)
-        if options.data_dir is None and config.get("data_dir"):  # the run's own data folder
-            options = dataclasses.replace(options, data_dir=config["data_dir"])
-    else:
-        if recipe is None:
-            raise ConfigError("say what to train: a recipe name or a Recipe")
-        recipe = (get_recipe(recipe) if isinstance(recipe, str) else recipe).replace(**overrides)
-        config = {"recipe": dataclasses.asdict(recipe), "val_split": options.val_split,
-                  "seed": options.seed, "loader": options.loader,
-                  "switches": {k: getattr(options, k) for k in
-                               ("amp", "channels_last", "compile", "bn_relu", "cpu_malloc")},
-                  "train_subset": options.train_subset, "test_subset": options.test_subset}
-        out = Path(options.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out / "last.pt").exists():
-            raise ConfigError(f"{out} already holds a run; --resume {out} to continue it, or "
-                              "pick another --out")
-        if options.train_subset and recipe.batch_size > options.train_subset:
-            raise _batch_too_large(recipe.batch_size, options.train_subset)
-    world = None
-    _check_writable(out)
+    with Stopper() as stop:
+        folder = None
+        try:
+            if options.resume:
+                folder = _open_folder(Path(options.resume), resume=True)
+                state = load_resume(Path(options.resume))
+                recipe, config, options = resumed(state, recipe, overrides, options, kwargs)
+                out = Path(options.resume)
+            else:
+                state, (recipe, config) = None, _new_run(recipe, overrides, options)
+                out = Path(options.out) if options.out else None
+                folder = _open_folder(out, resume=False, name=recipe.name)
+                out = folder.path if folder else out or Path(f"runs/{recipe.name}")
+            return _start(recipe, config, out, options, state, stop)
+        finally:
+            if folder is not None:
+                folder.close()
+
+
+def _new_run(recipe, overrides: dict, options: RunOptions) -> tuple[Recipe, dict]:
+    """The recipe and config.json of a new run, its values checked before any folder is made."""
+    if recipe is None:
+        raise ConfigError("say what to train: a recipe name or a Recipe")
+    recipe = (get_recipe(recipe) if isinstance(recipe, str) else recipe).replace(**overrides)
+    config = {"recipe": dataclasses.asdict(recipe), "val_split": options.val_split,
+              "seed": options.seed, "loader": options.loader,
+              "switches": {k: getattr(options, k) for k in
+                           ("amp", "channels_last", "compile", "bn_relu", "cpu_malloc")},
+              "train_subset": options.train_subset, "test_subset": options.test_subset,
+              "figures": options.figures}
+    if options.train_subset and recipe.batch_size > options.train_subset:
+        raise _batch_too_large(recipe.batch_size, options.train_subset)
     _check_model(recipe, config["switches"]["bn_relu"], options.sync_bn)
+    return recipe, config
+
+
+def _open_folder(out: Path | None, resume: bool, name: str = "") -> RunFolder | None:
+    """The run folder, held by this process (rank 0 of a torchrun world: the others never
+    write it); a new run without --out gets a fresh runs/<recipe>-<time>."""
+    if started_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
+        return None
+    if out is None:
+        return RunFolder.open(default_out(name), made=True)
+    return RunFolder.open(out, resume=resume)
+
+
+def _start(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
+           stop: Stopper) -> FitResult:
+    """The last checks, the torchrun world if any, then the training."""
+    world = None
+    if options.resume:
+        _check_model(recipe, config["switches"]["bn_relu"], options.sync_bn)
     if config["loader"] == "dali" and get_preset(recipe.augment).crop_fill != "zeros":
         raise RecipeError("loader", f"dali pads crops with zeros only; --augment "
                           f"{recipe.augment} needs --loader torch")
@@ -182,7 +213,7 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         if world:  # rank 0 downloads and caches the data first, so no two ranks race on files
             world.rank0_first(load_cifar10, options.data_dir, download=options.download,
                               progress=not options.quiet)
-        result = _train(recipe, config, out, options, state, world)
+        result = _train(recipe, config, out, options, state, world, stop)
     except BaseException:
         if world:  # the other ranks may be inside a collective: leave without waiting for them
             world.close(together=False)
@@ -194,22 +225,6 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
 
 def started_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def _check_writable(out: Path) -> None:
-    """Refuse a run folder that cannot be written, before any work (a folder made for the
-    check alone is removed again, so a run that fails later leaves nothing behind)."""
-    made = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ConfigError(f"--out {out} cannot be written ({err.strerror}); pick a folder you "
-                          "can write to with --out DIR") from None
-    if made:
-        out.rmdir()
 
 
 def _batch_too_large(batch_size: int, images: int) -> ConfigError:
@@ -282,32 +297,8 @@ def _device(name: str) -> torch.device:
                         else name)
 
 
-def _catch_ctrl_c():
-    """(the previous SIGINT handler, a flag that Ctrl-C sets as it raises KeyboardInterrupt).
-
-    Python raises KeyboardInterrupt wherever the main thread is when the signal lands; inside a
-    finalizer (a __del__, a weakref callback) it is printed as "Exception ignored" and dropped,
-    and the run would train on to the end. The flag lets the next step raise it again.
-    """
-    flag = {"pressed": False}
-    if threading.current_thread() is not threading.main_thread():
-        return None, flag  # signal handlers belong to the main thread (a notebook's fit())
-
-    def handler(signum, frame):
-        flag["pressed"] = True
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGINT, handler), flag
-
-
-def _release_ctrl_c(previous) -> None:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, previous if previous is not None else
-                      signal.default_int_handler)
-
-
 def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
-           world) -> FitResult:
+           world, stopper: Stopper) -> FitResult:
     """Build everything, then train epoch by epoch, checkpointing each one."""
     main = world is None or world.is_main  # only rank 0 prints and writes
     quiet = options.quiet or not main
@@ -378,8 +369,6 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     def on_step(epoch: int, step: int, snapshot) -> None:
         """After each step: the time estimate, a mid-epoch last.pt when due, stop_after_steps."""
         nonlocal saved, saved_step
-        if ctrl_c["pressed"]:  # a Ctrl-C that a finalizer swallowed: stop here after all
-            raise KeyboardInterrupt
         clock["steps"] += 1
         if clock["steps"] in (1, 1 + ESTIMATE_STEPS):
             synchronize(device)
@@ -389,16 +378,19 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
                               steps_per_epoch, (recipe.epochs - epoch) * steps_per_epoch - step))
         stop = bool(options.stop_after_steps) and clock["steps"] >= options.stop_after_steps
         due = time.monotonic() - clock["saved"] >= options.checkpoint_minutes * 60
-        if (stop or due) and step < steps_per_epoch:  # an epoch's end is checkpointed anyway
+        signalled = stopper.signum is not None  # this step is saved, then the run stops
+        if (stop or due or signalled) and step < steps_per_epoch:  # an epoch's end is anyway
             if main:
                 save_checkpoint(last_payload(config, train.state_dict(), epoch, history, best,
                                              device) | {"step": step, "partial": snapshot()},
                                 out / "last.pt")
             saved, saved_step, clock["saved"] = epoch, step, time.monotonic()
-            if stop:
-                raise _StopRequested
+        if signalled and step < steps_per_epoch:
+            stopper.check()
+        if stop and step < steps_per_epoch:
+            raise _StopRequested
 
-    previous_handler, ctrl_c = _catch_ctrl_c()
+    stopper.defer(world is None)  # a torchrun world's ranks must stop at the same step
     try:
         if report:
             report.config(config)
@@ -419,31 +411,33 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
             saved, saved_step, clock["saved"] = epoch + 1, 0, time.monotonic()
             if report:
                 report.epoch(history, recipe.epochs)
-            if ctrl_c["pressed"]:
-                raise KeyboardInterrupt
+            stopper.check()
             if options.stop_after and options.stop_after <= saved < recipe.epochs:
                 say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
                 return result("stopped")
             if options.stop_after_steps and clock["steps"] >= options.stop_after_steps \
                     and saved < recipe.epochs:
                 raise _StopRequested
+        stopper.check()
     except _StopRequested:
         say(f"stopped after {clock['steps']} steps (--stop-after-steps); resume with --resume "
             f"{out}")
         return result("stopped")
-    except KeyboardInterrupt:
-        return result("interrupted")
+    except KeyboardInterrupt as err:
+        return result("interrupted", signum=getattr(err, "signum", signal.SIGINT))
     except NonFiniteLoss as err:
         return result("diverged", error=str(err))
     except OSError as err:
         return result("disk full", error=_disk_full(err, out, saved))
     finally:
-        _release_ctrl_c(previous_handler)
-    final = train.evaluate(loaders[2])
-    summary = summarize(recipe, config, history, best, select, final)
+        stopper.defer(False)  # the final evaluation is stopped at once: last.pt is complete
     try:
+        final = train.evaluate(loaders[2])
+        summary = summarize(recipe, config, history, best, select, final)
         if report:
             report.finish(summary, final, history, options.figures)
+    except KeyboardInterrupt as err:
+        return result("interrupted", signum=getattr(err, "signum", signal.SIGINT))
     except OSError as err:
         return result("disk full", error=_disk_full(err, out, saved))
     return result("finished", summary=summary)

@@ -4,8 +4,12 @@ Every combination of the ``--grid`` overrides (``--grid lr=0.01,0.05 --grid batc
 is run once per seed, each as its own ``python -m fastcifar.train`` subprocess with its own
 ``--out`` under the sweep's folder. At most ``--jobs`` run at a time: by default one per visible
 GPU (each pinned to its GPU with CUDA_VISIBLE_DEVICES), or one on the CPU (one training process
-already uses every core). A finished run (its summary.json exists) is read, not run again, so
-an interrupted sweep continues where it stopped.
+already uses every core). Run again with the same ``--out``, a sweep reads its finished runs
+(their summary.json), continues its unfinished ones (``--resume``) and starts the rest.
+
+Ctrl-C, SIGTERM or SIGHUP reach every running child, which checkpoints its step and exits; the
+sweep then reports what is done and how to continue. A child whose sweep died (kill -9) stops
+itself the same way, so no run outlives its sweep.
 
 The result, sweep.md and sweep.json in the sweep's folder: per combination, mean and standard
 deviation over the seeds of the final test accuracy, of the epoch and training seconds at which
@@ -16,20 +20,25 @@ sweeps over many machines use a cluster scheduler (or Ray Tune) around ``fastcif
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import queue
+import shlex
+import signal
 import statistics
 import subprocess
 import sys
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from . import train
+from . import lifecycle, train
+from .lifecycle import run_cli
+from .runfolder import default_out
 
 # train flags the sweep sets itself, per run
 OWN_FLAGS = ("--out", "--seed", "--resume")
@@ -45,8 +54,21 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "repeat for more keys: every combination runs")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs at a time (default: one per visible GPU, else 1)")
-    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<time>)")
+    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<time>); "
+                        "give it again to continue an interrupted sweep")
     return parser
+
+
+def check_unique(seeds: list[int], items: list[str], parser) -> None:
+    """A repeated seed would count one run twice; a repeated --grid key would drop values."""
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        parser.error(f"--seeds repeats {', '.join(map(str, repeated))}; give each seed once")
+    keys = [item.partition("=")[0].strip().lstrip("-").replace("_", "-") for item in items]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        parser.error(f"--grid {twice[0]} is given more than once; give all its values in one "
+                     f"--grid {twice[0]}=V1,V2,...")
 
 
 def parse_grid(items: list[str], parser) -> dict[str, list[str]]:
@@ -62,6 +84,8 @@ def parse_grid(items: list[str], parser) -> dict[str, list[str]]:
             parser.error(f"--grid {item!r}: python -m fastcifar.train has no flag --{key} "
                          "that a sweep may vary")
         grid[key] = [v.strip() for v in values.split(",")]
+        if len(set(grid[key])) < len(grid[key]) or "" in grid[key]:
+            parser.error(f"--grid {item!r}: a value is empty or repeated; give each once")
     return grid
 
 
@@ -90,13 +114,73 @@ def check_runs(runs: list[dict], parser) -> None:
         train.resolve_recipe(args, train_parser)
 
 
-def execute(runs: list[dict], out: Path, jobs: int, devices: list[str] | None) -> None:
-    """Run what has no summary.json yet, ``jobs`` at a time; fills each run's "rc" and "dir".
-    With ``devices`` (GPU ids) each run holds one of them for its duration."""
+# the train flags a continued run takes from the sweep's command (the rest is in its config.json)
+RESUME_FLAGS = ("epochs", "device", "data_dir", "no_download", "check_every", "stop_after",
+                "checkpoint_minutes", "stop_after_steps", "no_figures", "sync_bn")
+
+
+def resume_argv(argv: list[str], run_dir: Path) -> list[str]:
+    """``--resume run_dir`` and those of the run's flags that --resume honours."""
+    parser = train.get_args_parser()
+    args, defaults = parser.parse_args([*argv, "--out", "x"]), parser.parse_args(["--out", "x"])
+    flags = ["--resume", str(run_dir)]
+    for dest in RESUME_FLAGS:
+        value = getattr(args, dest)
+        if value != getattr(defaults, dest):
+            flag = f"--{dest.replace('_', '-')}"
+            flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
+class Children:
+    """The running training processes; a stop signal to the sweep is passed on to each, and
+    no new one starts after it."""
+
+    def __init__(self):
+        self.signum, self._procs, self._lock = None, set(), threading.Lock()
+
+    def handle(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+        with self._lock:
+            for proc in self._procs:
+                proc.send_signal(signum)
+
+    def run(self, cmd: list[str], env: dict, log) -> int | None:
+        """The child's exit code; None if the sweep was stopped before it started."""
+        with self._lock:
+            if self.signum is not None:
+                return None
+            # its own session: a terminal's Ctrl-C reaches it once, through handle()
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            self._procs.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+
+
+def status(run: dict) -> str:
+    """finished, stopped (--stop-after: resumable), interrupted, failed or not started."""
+    rc = run.get("rc")
+    if (Path(run["dir"]) / "summary.json").is_file() and rc == 0:
+        return "finished"
+    if rc is None:
+        return "not started"
+    if rc == 0:
+        return "stopped"
+    return "interrupted" if rc >= 128 or rc < 0 else "failed"  # < 0: killed before its handler
+
+
+def execute(runs: list[dict], out: Path, jobs: int, devices: list[str] | None,
+            children: Children) -> None:
+    """Run what has no summary.json yet, ``jobs`` at a time, continuing those with a last.pt;
+    fills each run's "rc" and "dir". With ``devices`` (GPU ids) each run holds one of them."""
     free = queue.Queue()
     for slot in devices or [None] * jobs:
         free.put(slot)
-    env = dict(os.environ)
+    env = dict(os.environ, **{lifecycle.PARENT_ENV: str(os.getpid())})
     if devices is None and jobs > 1:  # share the cores instead of oversubscribing them
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
 
@@ -111,21 +195,31 @@ def execute(runs: list[dict], out: Path, jobs: int, devices: list[str] | None) -
         try:
             run_env = env if slot is None else env | {"CUDA_VISIBLE_DEVICES": slot}
             run_dir.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "fastcifar.train", *run["argv"], "--out", str(run_dir),
-                   "--quiet"]
+            flags = resume_argv(run["argv"], run_dir) if (run_dir / "last.pt").is_file() \
+                else [*run["argv"], "--out", str(run_dir)]
+            cmd = [sys.executable, "-m", "fastcifar.train", *flags, "--quiet"]
             where = f" on GPU {slot}" if slot is not None else ""
-            print(f"[sweep] {run['name']}{where}: {' '.join(cmd[1:])}", flush=True)
-            with open(run_dir / "train.log", "w") as log:
-                run["rc"] = subprocess.run(cmd, env=run_env, stdout=log,
-                                           stderr=subprocess.STDOUT).returncode
-            status = "ok" if run["rc"] == 0 else f"FAILED (exit {run['rc']}), see train.log"
-            print(f"[sweep] {run['name']}: {status}", flush=True)
+            with open(run_dir / "train.log", "a") as log:
+                if children.signum is None:
+                    print(f"[sweep] {run['name']}{where}: {' '.join(cmd[1:])}", flush=True)
+                run["rc"] = children.run(cmd, run_env, log)
+            if run["rc"] is not None:
+                print(f"[sweep] {run['name']}: {_said(run)}", flush=True)
         finally:
             free.put(slot)
 
     workers = len(devices) if devices else jobs
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, runs))
+
+
+def _said(run: dict) -> str:
+    what = status(run)
+    if what == "finished":
+        return "ok"
+    if what == "failed":
+        return f"FAILED (exit {run['rc']}), see {Path(run['dir']) / 'train.log'}"
+    return f"{what} (exit {run['rc']}), resumable"
 
 
 def visible_gpus() -> list[str]:
@@ -149,7 +243,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for group in dict.fromkeys(r["group"] for r in runs):
         members = [r for r in runs if r["group"] == group]
         done = [json.loads((Path(r["dir"]) / "summary.json").read_text())
-                for r in members if r.get("rc") == 0]
+                for r in members if status(r) == "finished"]
         thresholds = {}
         for threshold in sorted({t["threshold"] for s in done for t in s["thresholds"]}):
             reached = [t for s in done for t in s["thresholds"]
@@ -160,7 +254,9 @@ def summarize(runs: list[dict]) -> list[dict]:
                 "train_seconds": _mean_std([t["train_seconds"] for t in reached])}
         rows.append({
             "group": group, "seeds": [r["seed"] for r in members],
-            "failed": [r["name"] for r in members if r.get("rc") != 0],
+            "failed": [r["name"] for r in members if status(r) == "failed"],
+            "unfinished": [r["name"] for r in members
+                           if status(r) not in ("finished", "failed")],
             "final_test_acc": _mean_std([s["final"]["test_acc"] for s in done]),
             "train_seconds_total": _mean_std([s["train_seconds_total"] for s in done]),
             "thresholds": thresholds})
@@ -180,8 +276,9 @@ def markdown(rows: list[dict]) -> str:
             *[f"{float(t):g} %: epoch, train s (reached)" for t in thresholds]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["group"], str(len(row["seeds"]) - len(row["failed"]))
-                 + (f" ({len(row['failed'])} failed)" if row["failed"] else ""),
+        missing = [f"{len(row[k])} {k}" for k in ("failed", "unfinished") if row[k]]
+        cells = [row["group"], str(len(row["seeds"]) - len(row["failed"]) - len(row["unfinished"]))
+                 + (f" ({', '.join(missing)})" if missing else ""),
                  _fmt(row["final_test_acc"]), _fmt(row["train_seconds_total"], 1)]
         for t in thresholds:
             th = row["thresholds"].get(t)
@@ -195,7 +292,10 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_cli(_main, sys.argv[1:] if argv is None else list(argv))
+
+
+def _main(argv: list[str]) -> int:
     own, train_args = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
     parser = get_args_parser()
@@ -203,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     clash = [a for a in train_args if a.split("=")[0] in OWN_FLAGS]
     if clash:
         parser.error(f"the sweep sets {', '.join(OWN_FLAGS)} per run; drop {clash} after --")
+    check_unique(args.seeds, args.grid, parser)
     grid = parse_grid(args.grid, parser)
     runs = plan_runs(grid, args.seeds, train_args)
     check_runs(runs, parser)
@@ -210,24 +311,73 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     devices = visible_gpus()[: args.jobs] or None
     jobs = len(devices) if devices else (args.jobs or 1)
-    out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _folder(args.out, parser)
     where = f"{len(devices)} GPU(s)" if devices else f"{jobs} CPU process(es)"
     print(f"[sweep] {len(runs)} runs, {where} at a time -> {out}", flush=True)
-    execute(runs, out, jobs, devices)
+    children = Children()
+    with _forwarding(children):
+        execute(runs, out, jobs, devices, children)
+    write_report(runs, out, train_args, grid, args.seeds)
+    return _outcome(runs, children.signum, [sys.executable, "-m", "fastcifar.sweep", *argv], out)
+
+
+def _folder(given: str | None, parser) -> Path:
+    if given is None:
+        return default_out("sweep")
+    try:
+        Path(given).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {given} cannot be written ({err.strerror}); pick a folder you can "
+                     "write to with --out DIR")
+    return Path(given)
+
+
+@contextlib.contextmanager
+def _forwarding(children: Children):
+    """The stop signals, passed on to every child while the runs last."""
+    previous = {sig: signal.signal(sig, children.handle) for sig in lifecycle.STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def write_report(runs: list[dict], out: Path, train_args: list[str], grid: dict,
+                 seeds: list[int]) -> None:
+    """sweep.md and sweep.json over the finished runs (a partial sweep: those so far)."""
+    for run in runs:
+        run["status"] = status(run)
     rows = summarize(runs)
     table = markdown(rows)
     (out / "sweep.json").write_text(json.dumps(
-        {"train_args": train_args, "grid": grid, "seeds": args.seeds, "rows": rows,
-         "runs": [{k: r[k] for k in ("name", "group", "seed", "dir", "rc")} for r in runs],
+        {"train_args": train_args, "grid": grid, "seeds": seeds, "rows": rows,
+         "runs": [{k: r.get(k) for k in ("name", "group", "seed", "dir", "rc", "status")}
+                  for r in runs],
          "note": "mean ± sample standard deviation over the seeds that finished; thresholds: "
                  "over the runs that reached them"}, indent=2) + "\n")
     (out / "sweep.md").write_text(table)
     print(table, end="")
-    failed = [r["name"] for r in runs if r["rc"] != 0]
-    if failed:
-        print(f"[sweep] {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+
+
+def _outcome(runs: list[dict], signum: int | None, command: list[str], out: Path) -> int:
+    """The closing lines, and the exit code: 128 + signal if stopped by one, 1 if a run
+    failed, else 0 (runs that --stop-after paused included)."""
+    counts = {s: [r["name"] for r in runs if r["status"] == s] for s in
+              ("finished", "stopped", "interrupted", "failed", "not started")}
+    if counts["failed"]:
+        print(f"[sweep] {len(counts['failed'])} run(s) failed: {', '.join(counts['failed'])}",
+              file=sys.stderr)
+    left = len(runs) - len(counts["finished"]) - len(counts["failed"])
+    if left:
+        said = ", ".join(f"{len(v)} {k}" for k, v in counts.items() if v)
+        stopped_by = f"stopped by {lifecycle.signal_name(signum)}: " if signum else ""
+        print(f"[sweep] {stopped_by}{said}; continue with: {shlex.join(command)}"
+              + ("" if any(a.startswith("--out") for a in command) else
+                 f" --out {shlex.quote(str(out))}"), flush=True)
+    if signum:
+        return lifecycle.exit_code(signum)
+    return 1 if counts["failed"] else 0
 
 
 if __name__ == "__main__":

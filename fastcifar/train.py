@@ -7,11 +7,14 @@ from its last.pt and ends where an uninterrupted run would have.
 This is the command line of ``fastcifar.fit`` (fastcifar/run.py): the recipe flags are made from
 the Recipe's fields, the others from RunOptions; exit codes: 0 done or stopped, 2 a usage or
 data error (a bad flag or value, missing or corrupt data, an unreadable checkpoint, an
-unwritable run folder or a full disk), 3 a NaN or infinite loss, 130 Ctrl-C.
+unwritable run folder, one another run holds, or a full disk), 3 a NaN or infinite loss, 130
+Ctrl-C, 143 SIGTERM, 129 SIGHUP (each stops the run at its next step with a checkpoint of it).
 """
 
 import argparse
 import dataclasses
+import shlex
+import signal
 import sys
 
 import torch
@@ -19,6 +22,7 @@ import torch
 from .checkpoint import CheckpointError
 from .data import DataError
 from .data.__main__ import add_data_args
+from .lifecycle import exit_code, run_cli, signal_name, watch_parent
 from .models import list_models
 from .recipes import DEFAULT_RECIPE, RECIPES, ConfigError, Recipe, RecipeError, get_recipe
 from .run import SWITCH_CHOICES, fit, started_by_torchrun
@@ -140,9 +144,22 @@ def resolve_recipe(args, parser, recipe_cls: type = Recipe) -> Recipe:
         parser.error(f"--{err.field.replace('_', '-')}{str(err)[len(err.field):]}")
 
 
+def explicit(argv: list[str] | None) -> set[str]:
+    """The options the command line names (not those left at their defaults)."""
+    parser = get_args_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    watch_parent()
     if args.resume:
         given = [f for f in ("model", "recipe", "out", *recipe_flags())
                  if f != "epochs" and getattr(args, f) is not None]
@@ -163,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         "out", "resume", "seed", "val_split", "train_subset", "test_subset", "loader", "amp",
         "channels_last", "compile", "bn_relu", "cpu_malloc", "device", "sync_bn", "check_every",
         "stop_after", "checkpoint_minutes", "stop_after_steps", "data_dir", "quiet")}
+    figures = {"figures": not args.no_figures}
+    if args.resume:  # only what is named: the rest comes from the run's config.json
+        named = explicit(argv)
+        options = {k: v for k, v in options.items() if k in named}
+        figures = {"figures": False} if args.no_figures else {}
     try:
         result = fit(recipe, **overrides, **options, download=not args.no_download,
-                     figures=not args.no_figures, auto_cache=not args.no_auto_cache)
+                     auto_cache=not args.no_auto_cache, **figures)
     except RecipeError as err:  # a run option: "--val-split must be >= 0, not -5"
         parser.error(f"--{err.field.replace('_', '-')}{str(err)[len(err.field):]}")
     except ConfigError as err:
@@ -176,19 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ImportError) as err:  # ImportError: an optional backend (DALI, Triton)
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # a stop signal before training began
+        signum = getattr(err, "signum", signal.SIGINT)
+        kept = f"{args.resume} is as it was" if args.resume else "no run folder is left"
+        print(f"\ninterrupted by {signal_name(signum)} during start-up; {kept}")
+        return exit_code(signum)
     if result.status == "disk full":
         print(f"error: {result.error}", file=sys.stderr)
         return 2
-    if result.status == "interrupted":  # the hint only where there is something to resume
-        hint = f" (resume with --resume {result.out})" if result.epochs_done or \
-            result.steps_done else "; nothing to resume"
-        print(f"\ninterrupted; {result.held()}{hint}")
-        return 130
+    if result.status == "interrupted":
+        print(f"\n{interrupted(result)}")
+        return exit_code(result.signum or signal.SIGINT)
     if result.status == "diverged":
         print(f"error: {result.error}; stopped ({result.held()}). Try a lower --lr.",
               file=sys.stderr)
         return 3
     return 0
+
+
+def interrupted(result) -> str:
+    """What a stop signal left, and the exact command to go on (only where there is one)."""
+    what = f"interrupted by {signal_name(result.signum or signal.SIGINT)}; {result.held()}"
+    if not (result.epochs_done or result.steps_done):
+        return f"{what}; nothing to resume"
+    return f"{what}; resume with: python -m fastcifar.train --resume {shlex.quote(str(result.out))}"
 
 
 if __name__ == "__main__":

@@ -125,6 +125,29 @@ def _readonly_out(ctx):
     return ["--model", "cnn", *common(ctx.data, ctx.tmp / "a-file" / "run")]
 
 
+def _data_dir_a_file(ctx):
+    (ctx.tmp / "cifar.tar.gz").write_text("")
+    return ["--model", "cnn", "--data-dir", str(ctx.tmp / "cifar.tar.gz"), "--out",
+            str(ctx.tmp / "new"), "--quiet", "--device", "cpu"]  # download allowed
+
+
+def _resume(*flags):
+    return lambda ctx: ["--resume", str(ctx.run), "--quiet", "--device", "cpu", "--no-figures",
+                        *flags]
+
+
+def _data_moved(ctx):
+    """The run's recorded data folder is gone; FASTCIFAR_DATA (which --resume does not read)
+    points at data, so a hint to set it would not help."""
+    from fastcifar.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(ctx.run / "last.pt")
+    state["config"]["data_dir"] = str(ctx.tmp / "moved")
+    save_checkpoint(state, ctx.run / "last.pt")
+    ctx.monkeypatch.setenv("FASTCIFAR_DATA", str(ctx.data))
+    return _resume()(ctx)
+
+
 def _flags(*flags):
     return lambda ctx: ["--model", "cnn", *ctx.new, *flags]
 
@@ -154,6 +177,16 @@ CASES = [
     ("cuda_without_gpu", _cuda_missing, 2, "no CUDA device"),
     ("fp16_on_cpu_warns", _flags("--amp", "fp16", "--epochs", "1", "--train-subset", "50",
                                  "--test-subset", "50", "--batch-size", "50"), 0, None),
+    ("seed_negative", _flags("--seed", "-1"), 2, "--seed must be in [0, 2**32), not -1"),
+    ("seed_huge", _flags("--seed", str(2**64)), 2, "--seed must be in [0, 2**32)"),
+    ("data_dir_a_file", _data_dir_a_file, 2, "is a file, not a folder"),
+    ("run_resume_its_last_pt", lambda ctx: ["--resume", str(ctx.run / "last.pt")],
+     2, "--resume takes the run folder: --resume "),
+    ("run_resume_another_seed", _resume("--seed", "3"), 2, "made with --seed 0; drop --seed 3"),
+    ("run_resume_another_amp", _resume("--amp", "bf16"), 2, "made with --amp auto; drop --amp"),
+    ("run_resume_another_subset", _resume("--train-subset", "50"), 2, "drop --train-subset 50"),
+    ("run_resume_same_seed", _resume("--seed", "0"), 0, None),
+    ("run_resume_data_moved", _data_moved, 2, "does not read FASTCIFAR_DATA"),
     # the ones that worked before this table, kept so
     ("no_data", _no_data, 2, "no CIFAR-10 data found"),
     ("corrupt_data", _corrupt_data, 2, "corrupt"),

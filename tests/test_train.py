@@ -349,25 +349,23 @@ def test_estimate_and_no_resume_hint_without_a_checkpoint(data_dir, tmp_path, mo
             "--batch-size", "50", "--epochs", "2", "--no-figures"]
     assert train.main(argv) == 130
     printed = capsys.readouterr().out
-    assert "interrupted; no checkpoint was written yet; nothing to resume" in printed
+    assert "interrupted by Ctrl-C; no checkpoint was written yet; nothing to resume" in printed
     assert "--resume" not in printed and not (out / "last.pt").exists()
     assert "estimate: ~" in printed and "an epoch" in printed and "(12 steps left" in printed
 
 
 def test_a_swallowed_ctrl_c_is_still_remembered():
-    # a KeyboardInterrupt that lands in a finalizer is dropped by Python; the flag keeps it, so
-    # the run stops at its next step instead of training on to the end
-    from fastcifar import run
+    # a KeyboardInterrupt that lands in a finalizer is dropped by Python; the stopper keeps the
+    # signal, so the run stops at its next step instead of training on to the end
+    from fastcifar.lifecycle import Interrupted, Stopper
 
     before = signal.getsignal(signal.SIGINT)
-    previous, ctrl_c = run._catch_ctrl_c()
-    try:
+    with Stopper() as stopper:
         try:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # the handler runs here
         except KeyboardInterrupt:
             pass  # as a __del__ would swallow it
-        assert ctrl_c["pressed"]
-    finally:
-        run._release_ctrl_c(previous)
+        with pytest.raises(Interrupted):
+            stopper.check()
     assert signal.getsignal(signal.SIGINT) is before

@@ -79,13 +79,26 @@ def load_cifar10(
     root = resolve_data_dir(data_dir)
     layout = find_layout(root)
     if layout is None:
+        made = _folders_to_make(root)
+        below = made[-1].parent if made else root
+        if below.exists() and not below.is_dir():
+            raise DataError(f"--data-dir {root}: {below} is a file, not a folder; point "
+                            "--data-dir at the folder that holds (or is to hold) "
+                            "cifar-10-batches-py")
         if not download:
             raise _not_found(root, "downloading is switched off (--no-download)")
         url = url or os.environ.get(ENV_DATA_URL) or ARCHIVE_URL
         try:
             fetch_cifar10(root, url=url, md5=md5, progress=progress)
         except DataError as err:
+            _remove_empty(made)
             raise _not_found(root, str(err)) from None
+        except OSError as err:  # the folder cannot be made or written
+            _remove_empty(made)
+            raise _not_found(root, f"{root} cannot be written ({err.strerror or err})") from None
+        except BaseException:
+            _remove_empty(made)
+            raise
         layout = find_layout(root)
         if layout is None:
             raise DataError(f"the archive from {url} held no CIFAR-10 batches; see {root}")
@@ -107,6 +120,24 @@ def _read(layout: Layout, cache: bool) -> tuple[dict[str, np.ndarray], bool]:
     if cache:
         save_cache(layout.folder, files, arrays)
     return arrays, False
+
+
+def _folders_to_make(root: Path) -> list[Path]:
+    """The folders a download into ``root`` makes, deepest first."""
+    made = []
+    while not root.exists() and root != root.parent:
+        made.append(root)
+        root = root.parent
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """A failed download leaves no empty folders behind (a partial file is its own to go)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _not_found(root: Path, why: str) -> DataError:

@@ -2,11 +2,11 @@
 loads it, and prints what it found and how long loading took."""
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
+from ..lifecycle import run_cli
 from . import ENV_DATA_DIR, DataError, load_cifar10
 
 
@@ -27,13 +27,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        code = _check(get_args_parser().parse_args(argv))
-        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
-    except BrokenPipeError:  # `python -m fastcifar.data | head`: the reader had enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return code
+    # `python -m fastcifar.data | head`: the reader had enough, and that is fine
+    return run_cli(lambda args: _check(get_args_parser().parse_args(args)), argv)
 
 
 def _check(args) -> int:

@@ -22,6 +22,14 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A 400/100-image synthetic CIFAR folder shared by a test module's runs."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_synthetic_cifar(root, n_train=400, n_test=100, seed=0)
+    return root
+
+
 @pytest.fixture
 def synthetic_root(tmp_path) -> Path:
     """A folder holding a 500/100-image synthetic cifar-10-batches-py."""

@@ -16,7 +16,6 @@ import torch
 
 from fastcifar import autotune, doctor, engine, train
 from fastcifar.autotune import Timing, decide, pick_fastest
-from fastcifar.data.synthetic import write_synthetic_cifar
 from fastcifar.recipes import get_recipe
 
 AUTO = {"amp": "auto", "channels_last": "auto", "compile": "off", "bn_relu": "auto",
@@ -29,13 +28,6 @@ def cache(tmp_path, monkeypatch):
     """An empty cache folder of this test's own."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path / "xdg" / "fastcifar"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_synthetic_cifar(root, n_train=300, n_test=60, seed=0)
-    return root
 
 
 def cnn(batch=16):

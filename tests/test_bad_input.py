@@ -22,13 +22,6 @@ from fastcifar.data.synthetic import write_synthetic_cifar
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_synthetic_cifar(root, n_train=400, n_test=100, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
 def stopped_run(data_dir, tmp_path_factory):
     """A run stopped after epoch 1 of 2: last.pt and best.pt hold epoch 1."""
     out = tmp_path_factory.mktemp("runs") / "stopped"

@@ -20,7 +20,7 @@ from conftest import REPO
 from fastcifar import sweep, train
 from fastcifar.augment import get_preset, make_loader
 from fastcifar.checkpoint import load_checkpoint
-from fastcifar.data.synthetic import make_arrays, write_synthetic_cifar
+from fastcifar.data.synthetic import make_arrays
 
 # row 2 has augmentation (flip + affine): the ranks' draws must match the one-process draws too
 RUN = ["--recipe", "row2_cnn_aug_plateau", "--batch-size", "40", "--lr", "0.01", "--seed", "3",
@@ -35,13 +35,6 @@ RUN = ["--recipe", "row2_cnn_aug_plateau", "--batch-size", "40", "--lr", "0.01",
 # 1e-7), and momentum steps carry that on. Measured after 4 steps at lr 0.01: 9e-5 with
 # --sync-bn, 2.5e-3 with per-rank BatchNorm (which the last DDP test checks is further away).
 SYNC_BN_RTOL = 1e-3
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_synthetic_cifar(root, n_train=400, n_test=100, seed=0)
-    return root
 
 
 def rank_env(**extra) -> dict:

@@ -17,15 +17,7 @@ from conftest import REPO
 from fastcifar import train
 from fastcifar.checkpoint import load_checkpoint
 from fastcifar.data import DataError, load_cifar10
-from fastcifar.data.synthetic import write_synthetic_cifar
 from fastcifar.runfolder import RunFolder
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_synthetic_cifar(root, n_train=400, n_test=100, seed=0)
-    return root
 
 
 def flags(data_dir, out, *extra):

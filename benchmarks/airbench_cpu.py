@@ -1,6 +1,6 @@
 """airbench94, unmodified, on the CPU and on our data: the peer's own accuracy on the same copy.
 
-    python benchmarks/airbench_cpu.py --data-dir data [--runs 1] [--trainer 94]
+    python -m benchmarks.airbench_cpu --data-dir data [--runs 1] [--trainer 94]
 
 Why: our speedrun recipe is rebuilt from airbench94's published ideas; when it falls short of 94 %
 on the CIFAR-10 (JPEG q75 copy), this tells how much of the gap is the data and how much our
@@ -25,12 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import print_table, save_result  # noqa: E402
-from benchmarks.vs_airbench import airbench_data_folder  # noqa: E402
+from benchmarks._common import command, print_table, save_result
+from benchmarks.vs_airbench import airbench_data_folder
 
 
 class _WallClockEvent:
@@ -131,7 +129,7 @@ def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--trainer", default="94", choices=["93", "94", "95"])
     parser.add_argument("--runs", type=int, default=1, help="runs (seeds 0..n-1)")

@@ -1,7 +1,7 @@
 """Which of airbench94's parts pay on our race recipe: all of them, none, and all but each one.
 
-    python benchmarks/race_ablation.py --data-dir data [--seeds 0] [--variants all,none,...]
-    python benchmarks/race_ablation.py --flags all      # print the flags of one variant
+    python -m benchmarks.race_ablation --data-dir data [--seeds 0] [--variants all,none,...]
+    python -m benchmarks.race_ablation --flags all      # print the flags of one variant
 
 Each variant is ``python -m fastcifar.train --recipe speedrun10`` (ABLATION_BASE: the race recipe
 without the parts, so variant ``all`` trains race10) plus the flags that switch the parts on
@@ -20,10 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import RESULTS, print_table, save_result  # noqa: E402
-from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS  # noqa: E402
+from benchmarks._common import RESULTS, command, print_table, save_result
+from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS
 
 
 def part_flags(part: str) -> dict:
@@ -114,7 +112,7 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default=ABLATION_BASE,
                         help="the base, with the parts off (default: %(default)s)")

@@ -1,6 +1,6 @@
 """airbench94 against our race recipe on the CPU, back to back, same data, cores and seeds.
 
-    python benchmarks/race_airbench_cpu.py --data-dir data [--seeds 0,1] [--recipe race10]
+    python -m benchmarks.race_airbench_cpu --data-dir data [--seeds 0,1] [--recipe race10]
         [--control] [--resume] [-- TRAIN FLAGS for ours, e.g. an ablation: --lookahead off]
 
 One invocation trains, for each seed, airbench94 (PyPI airbench 0.1.8, unmodified, behind the
@@ -27,10 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import RESULTS, print_table, save_result  # noqa: E402
-from fastcifar.recipes import RACE_RECIPE  # noqa: E402
+from benchmarks._common import RESULTS, command, print_table, rerun_command, save_result
+from fastcifar.recipes import RACE_RECIPE
 
 TIMING = ("both: data-dependent init (whitening fit) + training steps + the final TTA "
           "evaluation; per-epoch evaluation and compilation excluded. airbench: its own "
@@ -52,7 +50,7 @@ def airbench_child(folder: str, result: str, seed: int, epochs: float | None,
 def run_airbench(folder: Path, work: Path, seed: int, epochs: float | None,
                  keep_memory: bool = False) -> dict:
     result = work / f"airbench{'-keep' if keep_memory else ''}-seed{seed}.json"
-    cmd = [sys.executable, __file__, "--airbench-child", str(folder), str(result), str(seed),
+    cmd = [*rerun_command(__file__), "--airbench-child", str(folder), str(result), str(seed),
            "" if epochs is None else str(epochs), "keep" if keep_memory else "default"]
     code = subprocess.run(cmd).returncode
     if code != 0 or not result.is_file():
@@ -149,7 +147,7 @@ def main(argv=None) -> int:
                               malloc == "keep")
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0],
                                      epilog="flags after -- go to every run of ours")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--data-name", default="CIFAR-10 (JPEG q75 copy)",

@@ -1,7 +1,7 @@
 """Do the speed switches change what is learned? A short run of a recipe on a subset, once per
 switch (each alone on top of the plain baseline), against the baseline over several seeds.
 
-    python benchmarks/switch_parity.py --data-dir data [--recipe fast] [--seeds 3]
+    python -m benchmarks.switch_parity --data-dir data [--recipe fast] [--seeds 3]
         [--train-subset 1024] [--test-subset 500] [--epochs 2] [--batch-size 128]
 
 The baseline is fp32, contiguous, eager, the eager BatchNorm+ReLU and the torch loader; the spread
@@ -20,12 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from fastcifar import train  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from fastcifar import train
 
 BASELINE = ["--amp", "off", "--channels-last", "off", "--compile", "off", "--bn-relu", "eager",
             "--loader", "torch"]
@@ -51,7 +49,7 @@ def run(flags: list[str], common: list[str], out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default="fast")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,7 +1,7 @@
 """Time and epochs to 86/88/90/92/94 % test accuracy, and final accuracy, over N seeds.
 
-    python benchmarks/time_to_accuracy.py --recipe fast --runs 3 [-- --data-dir data ...]
-    python benchmarks/time_to_accuracy.py --recipe fast --seeds 1 2 --work W  # more seeds into W
+    python -m benchmarks.time_to_accuracy --recipe fast --runs 3 [-- --data-dir data ...]
+    python -m benchmarks.time_to_accuracy --recipe fast --seeds 1 2 --work W  # more seeds into W
 
 Each seed is one `python -m fastcifar.train --recipe R --seed S` (training time as airbench
 counts it: the training steps only, compile and per-epoch evaluation excluded, see
@@ -17,19 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import save_result  # noqa: E402
-from fastcifar.sweep import execute, markdown, plan_runs, summarize  # noqa: E402
+from benchmarks._common import command, save_result
+from fastcifar.sweep import execute, markdown, plan_runs, summarize
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="fast")
     parser.add_argument("--runs", type=int, default=3, help="seeds 0..runs-1")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,

@@ -1,7 +1,7 @@
 """What torchrun's wrapper costs: `torchrun --nproc_per_node 1` (DDP, one rank) against the plain
 single-process run, on the same short cnn run.
 
-    python benchmarks/torchrun_overhead.py --data-dir data [--epochs 3] [--images 25000]
+    python -m benchmarks.torchrun_overhead --data-dir data [--epochs 3] [--images 25000]
 
 Runs plain, torchrun, plain again (compile off, so only the wrapper differs), and compares the
 images/s of the epochs after the first (the first carries cuDNN and allocator warm-up). The two
@@ -19,9 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import save_result  # noqa: E402
+from benchmarks._common import command, save_result
 
 
 def images_per_s(run_dir: Path) -> float:
@@ -32,7 +30,7 @@ def images_per_s(run_dir: Path) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--images", type=int, default=25000, help="training images per epoch")

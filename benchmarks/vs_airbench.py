@@ -1,6 +1,6 @@
 """airbench94 (the fastest public CIFAR-10 trainer) and ours side by side: same card, same data.
 
-    python benchmarks/vs_airbench.py --data-dir data [--recipe fast] [--runs 1] [-- TRAIN FLAGS]
+    python -m benchmarks.vs_airbench --data-dir data [--recipe fast] [--runs 1] [-- TRAIN FLAGS]
 
 Each trainer runs in its own child process, so neither inherits the other's state: importing
 airbench turns on `torch.backends.cudnn.benchmark` for the whole process, and compile caches and
@@ -34,12 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import print_table, save_result  # noqa: E402
-from fastcifar.data import CLASSES, load_cifar10  # noqa: E402
+from benchmarks._common import command, print_table, rerun_command, save_result
+from fastcifar.data import CLASSES, load_cifar10
 
 AIRBENCH_API = ("warmup94", "train94", "CifarLoader", "evaluate")
 
@@ -106,7 +104,7 @@ def airbench_child(folder: Path, result: Path) -> int:
 
 def run_airbench(folder: Path, work: Path, run: int) -> dict:
     result = work / f"airbench-{run}.json"
-    code = subprocess.run([sys.executable, __file__, "--airbench-child", str(folder),
+    code = subprocess.run([*rerun_command(__file__), "--airbench-child", str(folder),
                            str(result)]).returncode
     if code != 0 or not result.is_file():
         return {"error": f"airbench's run failed (exit {code})"}
@@ -161,7 +159,7 @@ def main(argv=None) -> int:
         return airbench_child(Path(argv[1]), Path(argv[2]))
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0],
                                      epilog="flags after -- go to every run of ours")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default="fast")

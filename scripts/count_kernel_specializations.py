@@ -21,8 +21,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
-sys.path.insert(0, str(REPO))
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import triton.language as tl  # noqa: E402

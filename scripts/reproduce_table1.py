@@ -20,14 +20,12 @@ import json
 import sys
 from pathlib import Path
 
+from fastcifar import train
+from fastcifar.figures import plot_overlay
+from fastcifar.metrics import threshold_table
+from fastcifar.recipes import RECIPES, TABLE1, get_recipe
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a source checkout
-
-from fastcifar import train  # noqa: E402
-from fastcifar.figures import plot_overlay  # noqa: E402
-from fastcifar.metrics import threshold_table  # noqa: E402
-from fastcifar.recipes import RECIPES, TABLE1, get_recipe  # noqa: E402
-
 DATA_NAME = "CIFAR-10 (JPEG q75 copy)"
 RESULTS = ROOT / "benchmarks" / "results"
 THRESHOLDS = (86.0, 88.0, 90.0, 92.0)

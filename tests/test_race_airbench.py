@@ -3,7 +3,7 @@ the CPU, behind its shims), the summary's arithmetic, --resume, and that the GPU
 same recipe."""
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import re
 
@@ -14,15 +14,10 @@ from fastcifar.data.synthetic import write_synthetic_cifar
 from fastcifar.env import cpu_native_bf16
 from fastcifar.recipes import ABLATION_ALL, ABLATION_BASE, RACE_RECIPE, get_recipe
 
-SCRIPT = REPO / "benchmarks" / "race_airbench_cpu.py"
-
 
 @pytest.fixture(scope="module")
 def race():
-    spec = importlib.util.spec_from_file_location("race_airbench_cpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.race_airbench_cpu")
 
 
 def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_path, capsys):
@@ -96,7 +91,7 @@ def test_a_race_in_two_arithmetics_is_not_met(race):
     (True, "fp32", "fp32")])
 def test_airbench_runs_in_the_arithmetic_our_trainer_picks(race, monkeypatch, native, amp,
                                                            expected):
-    from benchmarks import airbench_cpu  # importable once the race module set up sys.path
+    from benchmarks import airbench_cpu
     from fastcifar import engine
 
     monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
@@ -157,10 +152,7 @@ def same_training(a, b) -> bool:
 
 
 def test_ablation_variants_switch_each_part_and_merge_model_options():
-    spec = importlib.util.spec_from_file_location("race_ablation",
-                                                  REPO / "benchmarks" / "race_ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = importlib.import_module("benchmarks.race_ablation")
     every = ablation.variant_flags("all")
     assert every.count("--model-options") == 1
     assert every[every.index("--model-options") + 1] == "bn_momentum=0.4,whiten_bias_epochs=3"
@@ -186,10 +178,7 @@ def test_ablation_variants_switch_each_part_and_merge_model_options():
 
 
 def test_ablation_adds_to_the_table_an_earlier_invocation_wrote(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("race_ablation",
-                                                  REPO / "benchmarks" / "race_ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = importlib.import_module("benchmarks.race_ablation")
     accuracy = {"all": 90.7, "none": 90.0, "all-lookahead": 90.4}
     trained = []
 

@@ -16,11 +16,11 @@ same time; one seed resolves about 0.15 points (airbench94's seed spread is ~0.1
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks._common import RESULTS, command, print_table, save_result
+from fastcifar.launch import UNATTENDED, read_run, start_or_continue, train_in_child
 from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS
 
 
@@ -66,24 +66,16 @@ def default_variants() -> list[str]:
 
 def run_variant(name: str, seed: int, args, work: Path) -> dict:
     out = work / f"{name}-seed{seed}"
-    if not (out / "summary.json").is_file():
-        if (out / "last.pt").is_file():  # stopped earlier: continue it
-            cmd = ["--resume", str(out)]
-        else:
-            cmd = ["--recipe", args.recipe, "--seed", str(seed), "--out", str(out),
-                   *variant_flags(name)]
-        code = subprocess.run([sys.executable, "-m", "fastcifar.train", *cmd, "--data-dir",
-                               args.data_dir, "--quiet", "--no-figures", "--no-download"]
-                              ).returncode
+    if not (out / "summary.json").is_file():  # stopped earlier: continued
+        flags = start_or_continue(
+            out, ["--recipe", args.recipe, "--seed", str(seed), *variant_flags(name)])
+        code = train_in_child([*flags, "--data-dir", args.data_dir, *UNATTENDED])
         if code != 0:
             return {"variant": name, "seed": seed, "error": f"exit {code}"}
-    config = json.loads((out / "config.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    last = history[-1]
-    seconds = config.get("init_seconds", 0.0) + last["train_seconds_total"] + last["eval_seconds"]
+    run = read_run(out)
     return {"variant": name, "seed": seed, "flags": variant_flags(name),
-            "test_acc": last["test_acc"], "race_seconds": round(seconds, 1),
-            "test_acc_per_epoch": [h["test_acc"] for h in history]}
+            "test_acc": run.last["test_acc"], "race_seconds": round(run.race_seconds(), 1),
+            "test_acc_per_epoch": [h["test_acc"] for h in run.history]}
 
 
 def earlier_rows(folder: Path, name: str, recipe: str) -> list[dict]:

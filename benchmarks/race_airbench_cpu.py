@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from benchmarks._common import RESULTS, command, print_table, rerun_command, save_result
+from fastcifar.launch import read_run
 from fastcifar.recipes import RACE_RECIPE
 
 TIMING = ("both: data-dependent init (whitening fit) + training steps + the final TTA "
@@ -68,18 +69,16 @@ def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str])
     error = train_child(recipe, data_dir, out, seed, extra)
     if error:
         return {"error": error}
-    config = json.loads((out / "config.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    last = history[-1]
-    parts = {"init_seconds": config.get("init_seconds", 0.0),
-             "train_seconds": last["train_seconds_total"],
-             "final_tta_seconds": last["eval_seconds"]}
-    amp = config["speed"]["amp"]
-    return {"test_acc": last["test_acc"], "seconds": round(sum(parts.values()), 1),
+    run = read_run(out)
+    parts = {"init_seconds": run.config.get("init_seconds", 0.0),
+             "train_seconds": run.last["train_seconds_total"],
+             "final_tta_seconds": run.last["eval_seconds"]}
+    amp = run.config["speed"]["amp"]
+    return {"test_acc": run.last["test_acc"], "seconds": round(run.race_seconds(), 1),
             "amp": "fp32" if amp == "off" else amp,
             **{k: round(v, 2) for k, v in parts.items()},
-            "compile_seconds": config["compile_seconds"], "speed": config["speed"],
-            "recipe": config["recipe"], "history": history}
+            "compile_seconds": run.config["compile_seconds"], "speed": run.config["speed"],
+            "recipe": run.config["recipe"], "history": run.history}
 
 
 CONTROL = "airbench94+keep"  # airbench94 given our CPU allocator setting (--control)

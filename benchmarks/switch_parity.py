@@ -14,7 +14,6 @@ a recipe other than fast).
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import torch
 
 from benchmarks._common import command, environment, print_table, save_result
 from fastcifar import train
+from fastcifar.launch import read_run
 
 BASELINE = ["--amp", "off", "--channels-last", "off", "--compile", "off", "--bn-relu", "eager",
             "--loader", "torch"]
@@ -41,11 +41,10 @@ def run(flags: list[str], common: list[str], out: Path) -> dict:
     code = train.main([*common, *flags, "--out", str(out)])
     if code != 0:
         return {"error": f"exit {code}"}
-    summary = json.loads((out / "summary.json").read_text())
-    config = json.loads((out / "config.json").read_text())
-    return {"test_acc": round(summary["final"]["test_acc"], 2),
-            "train_seconds": round(summary["train_seconds_total"], 1),
-            "compile_seconds": round(config["compile_seconds"], 1)}
+    record = read_run(out)
+    return {"test_acc": round(record.summary["final"]["test_acc"], 2),
+            "train_seconds": round(record.summary["train_seconds_total"], 1),
+            "compile_seconds": round(record.config["compile_seconds"], 1)}
 
 
 def main(argv=None) -> int:

@@ -13,14 +13,14 @@ after every seed (a run stopped at a time limit keeps the seeds that finished).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 from benchmarks._common import command, save_result
-from fastcifar.sweep import execute, markdown, plan_runs, summarize
+from fastcifar.launch import read_run
+from fastcifar.sweep import Children, execute, forwarding, markdown, plan_runs, summarize
 
 
 def main(argv=None) -> int:
@@ -45,9 +45,11 @@ def main(argv=None) -> int:
                      if (d / "summary.json").is_file() and d.name[9:].isdigit())
     runs = plan_runs({}, sorted(set(seeds) | set(earlier)),
                      ["--recipe", args.recipe, "--no-figures", *extra])
-    for run in runs:  # one at a time, saving after each, so a time limit loses one seed at most
-        execute([run], work, jobs=1, devices=None)
-        finished = save(args, runs, extra, device)
+    children = Children()  # a stop signal reaches the run in progress, which checkpoints
+    with forwarding(children):
+        for run in runs:  # one at a time, saving after each: a time limit loses one seed at most
+            execute([run], work, jobs=1, devices=None, children=children)
+            finished = save(args, runs, extra, device)
     print(f"{args.recipe}: {finished} of {len(runs)} runs finished ({device})")
     print(markdown(summarize([r for r in runs if "rc" in r])))
     return 0 if finished == len(runs) else 1
@@ -56,8 +58,7 @@ def main(argv=None) -> int:
 def save(args, runs, extra, device) -> int:
     done = [r for r in runs if "rc" in r]
     rows = summarize(done)
-    per_seed = [json.loads((Path(r["dir"]) / "summary.json").read_text())
-                for r in done if r["rc"] == 0]
+    per_seed = [read_run(r["dir"]).summary for r in done if r["rc"] == 0]
     saved = save_result(f"time_to_accuracy-{args.recipe}-{device}",
                         {"recipe": args.recipe, "extra_flags": extra, "table": rows,
                          "markdown": markdown(rows), "runs": per_seed,

@@ -20,7 +20,7 @@ benchmarks/results/<--name>.json (default vs_airbench.json), rewritten after eve
 Without CUDA (the GPU suite's CPU rehearsal) airbench is not trained: the child checks that the
 API this script calls exists (when airbench is installed) and says so in the JSON; our recipe runs
 with whatever train flags follow `--`. Install airbench with `pip install '.[compare]'`, or on
-an offline GPU machine staged by `bash scripts/gpu_suite.sh --stage`.
+an offline GPU machine staged by `bash scripts/maint/gpu_suite.sh --stage`.
 """
 
 import argparse
@@ -38,6 +38,7 @@ import torch
 
 from benchmarks._common import command, print_table, rerun_command, save_result
 from fastcifar.data import CLASSES, load_cifar10
+from fastcifar.launch import UNATTENDED, read_run, train_command, train_in_child
 
 AIRBENCH_API = ("warmup94", "train94", "CifarLoader", "evaluate")
 
@@ -118,21 +119,20 @@ def first_reaching(history: list[dict], accuracy: float) -> dict | None:
 
 
 def train_child(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> str | None:
-    """``python -m fastcifar.train`` in its own process; None, or the error to report."""
-    cmd = [sys.executable, "-m", "fastcifar.train", "--recipe", recipe, "--data-dir", data_dir,
-           "--out", str(out), "--seed", str(seed), "--quiet", "--no-figures", "--no-download",
-           *extra]
-    code = subprocess.run(cmd).returncode
-    return None if code == 0 else f"our run failed (exit {code}): {' '.join(cmd[1:])}"
+    """One run of ours in its own process; None, or the error to report."""
+    flags = ["--recipe", recipe, "--data-dir", data_dir, "--out", str(out), "--seed", str(seed),
+             *UNATTENDED, *extra]
+    code = train_in_child(flags)
+    return None if code == 0 else \
+        f"our run failed (exit {code}): {' '.join(train_command(flags)[1:])}"
 
 
 def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
     error = train_child(recipe, data_dir, out, seed, extra)
     if error:
         return {"error": error}
-    summary = json.loads((out / "summary.json").read_text())
-    config = json.loads((out / "config.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    run = read_run(out)
+    summary, config, history = run.summary, run.config, run.history
     reach = {row["threshold"]: row["train_seconds"] for row in summary["thresholds"]}
     return {"seconds": summary["train_seconds_total"], "test_acc": summary["final"]["test_acc"],
             **{f"seconds_to_{t:g}": reach.get(t) for t in (86.0, 88.0, 90.0, 92.0, 94.0)},
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     have_airbench = importlib.util.find_spec("airbench") is not None
     if not have_airbench and torch.cuda.is_available():
         print("error: airbench is not installed: pip install '.[compare]' (offline: "
-              "bash scripts/gpu_suite.sh --stage, then .stage/restore.sh)", file=sys.stderr)
+              "bash scripts/maint/gpu_suite.sh --stage, then .stage/restore.sh)", file=sys.stderr)
         return 2
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (rehearsal)"
     rows = []

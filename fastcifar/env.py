@@ -82,7 +82,7 @@ def keep_freed_memory() -> bool:
 
 def git_commit() -> str:
     """The source tree's commit; ``$FASTCIFAR_COMMIT`` where the tree has no .git (the GPU
-    machine gets a copy of the working tree without it; scripts/gpu_suite.sh --stage records
+    machine gets a copy of the working tree without it; scripts/maint/gpu_suite.sh --stage records
     the commit in .stage/COMMIT and the suite exports it)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,

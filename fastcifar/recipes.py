@@ -234,7 +234,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 # the recipe raced against airbench94, on the CPU (benchmarks/race_airbench_cpu.py) and on the
-# GPU (scripts/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
+# GPU (scripts/maint/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
 # (race10 before muon8: docs/speedrun.md); the ablation of airbench94's parts
 # (benchmarks/race_ablation.py) runs from ABLATION_BASE, without them, to ABLATION_ALL
 RACE_RECIPE = "muon8"

@@ -138,7 +138,7 @@ def test_bad_seeds_are_one_error_line(race, seeds, capsys):
 
 
 def test_the_gpu_suite_races_the_same_recipe():
-    suite = (REPO / "scripts" / "gpu_suite.sh").read_text()
+    suite = (REPO / "scripts" / "maint" / "gpu_suite.sh").read_text()
     step = re.search(r"step speedrun_vs_airbench .*?--recipe (\S+)", suite)
     assert step and step.group(1) == RACE_RECIPE
     get_recipe(RACE_RECIPE)  # and it exists

@@ -105,7 +105,7 @@ def gpu_details() -> dict | None:
             "sms": props.multi_processor_count, "memory_gib": round(props.total_memory / 2**30, 1),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
             "bf16_supported": torch.cuda.is_bf16_supported(),
-            # process state: importing airbench switches it on (benchmarks/vs_airbench.py)
+            # process state: importing airbench switches it on (benchmarks/airbench/accuracy.py)
             "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/race_airbench_cpu.py: one race end to end at toy size (airbench94 really runs, on
+"""python -m benchmarks.airbench race: one race end to end at toy size (airbench94 really runs, on
 the CPU, behind its shims), the summary's arithmetic, --resume, and that the GPU suite races the
 same recipe."""
 
@@ -17,7 +17,7 @@ from fastcifar.recipes import ABLATION_ALL, ABLATION_BASE, RACE_RECIPE, get_reci
 
 @pytest.fixture(scope="module")
 def race():
-    return importlib.import_module("benchmarks.race_airbench_cpu")
+    return importlib.import_module("benchmarks.airbench.race")
 
 
 def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_path, capsys):
@@ -91,13 +91,13 @@ def test_a_race_in_two_arithmetics_is_not_met(race):
     (True, "fp32", "fp32")])
 def test_airbench_runs_in_the_arithmetic_our_trainer_picks(race, monkeypatch, native, amp,
                                                            expected):
-    from benchmarks import airbench_cpu
+    from benchmarks.airbench import peer
     from fastcifar import engine
 
     monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
-    assert airbench_cpu.airbench_amp(amp) == expected
+    assert peer.airbench_amp(amp) == expected
     with pytest.raises(ValueError, match="auto, bf16 or fp32"):
-        airbench_cpu.airbench_amp("fp16")
+        peer.airbench_amp("fp16")
 
 
 def test_summary_races_ours_against_the_control_too(race):
@@ -152,7 +152,7 @@ def same_training(a, b) -> bool:
 
 
 def test_ablation_variants_switch_each_part_and_merge_model_options():
-    ablation = importlib.import_module("benchmarks.race_ablation")
+    ablation = importlib.import_module("benchmarks.airbench.ablation")
     every = ablation.variant_flags("all")
     assert every.count("--model-options") == 1
     assert every[every.index("--model-options") + 1] == "bn_momentum=0.4,whiten_bias_epochs=3"
@@ -178,7 +178,7 @@ def test_ablation_variants_switch_each_part_and_merge_model_options():
 
 
 def test_ablation_adds_to_the_table_an_earlier_invocation_wrote(tmp_path, monkeypatch):
-    ablation = importlib.import_module("benchmarks.race_ablation")
+    ablation = importlib.import_module("benchmarks.airbench.ablation")
     accuracy = {"all": 90.7, "none": 90.0, "all-lookahead": 90.4}
     trained = []
 

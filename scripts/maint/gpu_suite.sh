@@ -191,7 +191,7 @@ step gpu_tests 90 $py -m pytest -q -p no:cacheprovider -rfEs "${xdist[@]}" \
 # resnet_final's training throughput from the seed's way to the fast path, one switch at a time
 step train_throughput 75 $py -m benchmarks.train_throughput "${tt[@]}" --data-dir "$data" --out "$work"
 # airbench94, then the fast recipe (seed 0) with its time to 86-94 %: each in its own process
-step vs_airbench_fast 240 $py -m benchmarks.vs_airbench --data-dir "$data" --recipe fast --runs 1 \
+step vs_airbench_fast 240 $py -m benchmarks.airbench accuracy --data-dir "$data" --recipe fast --runs 1 \
   --name vs_airbench-fast --work "$work/fast" --out "$work" -- "${tiny[@]}"
 # the fused BatchNorm+ReLU kernels vs eager and torch.compile, GB/s and % of copy bandwidth
 step kernel_bn_relu 55 "${kernel_env[@]}" $py -m benchmarks.kernel_bn_relu "${kb[@]}" --out "$work"
@@ -202,7 +202,7 @@ step loader_throughput 45 $py -m benchmarks.loader_throughput "${lt[@]}" --backe
 # muon8 (airbench94_muon's recipe: Muon for the conv filters, 8 epochs) is the recipe we race
 # airbench94 with (the torch loader: DALI pads crops with zeros, muon8 mirrors); each run's JSON
 # is saved as it finishes
-step speedrun_vs_airbench 100 $py -m benchmarks.vs_airbench --data-dir "$data" --recipe muon8 \
+step speedrun_vs_airbench 100 $py -m benchmarks.airbench accuracy --data-dir "$data" --recipe muon8 \
   --runs "$airbench_runs" --name vs_airbench-muon8 --work "$work/muon8" --out "$work" \
   -- "${tiny[@]}"
 step torchrun_overhead 40 $py -m benchmarks.torchrun_overhead --data-dir "$data" "${tr[@]}" \

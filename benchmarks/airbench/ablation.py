@@ -1,7 +1,7 @@
 """Which of airbench94's parts pay on our race recipe: all of them, none, and all but each one.
 
-    python -m benchmarks.race_ablation --data-dir data [--seeds 0] [--variants all,none,...]
-    python -m benchmarks.race_ablation --flags all      # print the flags of one variant
+    python -m benchmarks.airbench ablation --data-dir data [--seeds 0] [--variants all,none,...]
+    python -m benchmarks.airbench ablation --flags all      # print the flags of one variant
 
 Each variant is ``python -m fastcifar.train --recipe speedrun10`` (ABLATION_BASE: the race recipe
 without the parts, so variant ``all`` trains race10) plus the flags that switch the parts on
@@ -19,7 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks._common import RESULTS, command, print_table, save_result
+from benchmarks._common import RESULTS, print_table, save_result
+from benchmarks.airbench import command
 from fastcifar.launch import UNATTENDED, read_run, start_or_continue, train_in_child
 from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS
 
@@ -104,7 +105,7 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command("ablation"), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default=ABLATION_BASE,
                         help="the base, with the parts off (default: %(default)s)")
@@ -146,7 +147,3 @@ def main(argv=None) -> int:
     print_table(table(rows), ["variant", "seeds", "test_acc", "std", "race_seconds"])
     print(f"saved {saved}")
     return 1 if any("error" in r for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

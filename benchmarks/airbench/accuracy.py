@@ -1,6 +1,7 @@
 """airbench94 (the fastest public CIFAR-10 trainer) and ours side by side: same card, same data.
 
-    python -m benchmarks.vs_airbench --data-dir data [--recipe fast] [--runs 1] [-- TRAIN FLAGS]
+    python -m benchmarks.airbench accuracy --data-dir data [--recipe fast] [--runs 1]
+        [-- TRAIN FLAGS]
 
 Each trainer runs in its own child process, so neither inherits the other's state: importing
 airbench turns on `torch.backends.cudnn.benchmark` for the whole process, and compile caches and
@@ -30,46 +31,17 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks._common import command, print_table, rerun_command, save_result
-from fastcifar.data import CLASSES, load_cifar10
+from benchmarks._common import print_table, save_result
+from benchmarks.airbench import command, rerun_argv
+from benchmarks.airbench.peer import airbench_data_folder, airbench_own_seconds
 from fastcifar.launch import UNATTENDED, read_run, train_command, train_in_child
 
 AIRBENCH_API = ("warmup94", "train94", "CifarLoader", "evaluate")
-
-
-def write_airbench_data(data, folder: Path) -> None:
-    """Our arrays in airbench's format: ./cifar10/train.pt and test.pt."""
-    (folder / "cifar10").mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        torch.save({"images": torch.from_numpy(getattr(data, f"{split}_images")),
-                    "labels": torch.from_numpy(getattr(data, f"{split}_labels")),
-                    "classes": list(CLASSES)}, folder / "cifar10" / f"{split}.pt")
-
-
-@contextlib.contextmanager
-def airbench_data_folder(data_dir: str):
-    """A scratch folder holding our data set (from ``data_dir``) in airbench's format."""
-    data = load_cifar10(data_dir, download=False)
-    with tempfile.TemporaryDirectory() as scratch:
-        write_airbench_data(data, Path(scratch))
-        yield Path(scratch)
-
-
-def airbench_own_seconds(printed: str) -> float | None:
-    """The last `total_time_seconds` in airbench's printed table (its CUDA-event timer)."""
-    seconds = None
-    for line in printed.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7:
-            with contextlib.suppress(ValueError):
-                seconds = float(cells[-1])
-    return seconds
 
 
 def airbench_child(folder: Path, result: Path) -> int:
@@ -103,9 +75,9 @@ def airbench_child(folder: Path, result: Path) -> int:
     return 0
 
 
-def run_airbench(folder: Path, work: Path, run: int) -> dict:
+def time_airbench(folder: Path, work: Path, run: int) -> dict:
     result = work / f"airbench-{run}.json"
-    code = subprocess.run([*rerun_command(__file__), "--airbench-child", str(folder),
+    code = subprocess.run([*rerun_argv("accuracy"), "--airbench-child", str(folder),
                            str(result)]).returncode
     if code != 0 or not result.is_file():
         return {"error": f"airbench's run failed (exit {code})"}
@@ -127,7 +99,7 @@ def train_child(recipe: str, data_dir: str, out: Path, seed: int, extra: list[st
         f"our run failed (exit {code}): {' '.join(train_command(flags)[1:])}"
 
 
-def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
+def time_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
     error = train_child(recipe, data_dir, out, seed, extra)
     if error:
         return {"error": error}
@@ -159,7 +131,7 @@ def main(argv=None) -> int:
         return airbench_child(Path(argv[1]), Path(argv[2]))
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=command("accuracy"), description=__doc__.splitlines()[0],
                                      epilog="flags after -- go to every run of ours")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default="fast")
@@ -190,14 +162,14 @@ def main(argv=None) -> int:
         work = Path(args.work) if args.work else scratch
         work.mkdir(parents=True, exist_ok=True)
         for run in range(args.runs):
-            ab = run_airbench(scratch, work, run) if have_airbench else {
+            ab = time_airbench(scratch, work, run) if have_airbench else {
                 "skipped": "airbench is not installed (no CUDA here either)"}
             rows.append({"trainer": "airbench94", "run": run, **ab})
             print(f"airbench94 run {run}: {ab.get('test_acc', ab.get('skipped', ab.get('error')))}"
                   f" in {ab.get('seconds')} s", flush=True)
             save()
             # named as time_to_accuracy.py names its runs, so that it can count this seed
-            ours = run_ours(args.recipe, args.data_dir, work / f"base_seed{run}", run, extra)
+            ours = time_ours(args.recipe, args.data_dir, work / f"base_seed{run}", run, extra)
             rows.append({"trainer": f"fastcifar {args.recipe}", "run": run, **ours})
             print(f"fastcifar {args.recipe} run {run}: {ours.get('test_acc', ours.get('error'))}"
                   f" in {ours.get('seconds')} s", flush=True)
@@ -209,7 +181,3 @@ def main(argv=None) -> int:
                         "seconds_to_airbench_acc", "ratio_vs_airbench", "compile_seconds"])
     print(f"saved {saved}")
     return 1 if any("error" in r for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

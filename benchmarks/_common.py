@@ -2,13 +2,25 @@
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from fastcifar.env import environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-__all__ = ["RESULTS", "environment", "print_table", "save_result"]
+__all__ = ["RESULTS", "command", "environment", "rerun_command", "print_table", "save_result"]
+
+
+def command(module_file: str) -> str:
+    """How a benchmark is run, for its usage line: ``python -m benchmarks.NAME``."""
+    return f"python -m {__package__}.{Path(module_file).stem}"
+
+
+def rerun_command(module_file: str) -> list[str]:
+    """The argv that runs this benchmark again in a fresh process (which finds the package the
+    way this one did: from the same working directory and PYTHONPATH)."""
+    return [sys.executable, "-m", f"{__package__}.{Path(module_file).stem}"]
 
 
 def save_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:

@@ -2,7 +2,7 @@
 each candidate's time per training step (fastcifar.autotune, exactly as a run measures it, the
 cache bypassed).
 
-    python benchmarks/auto_decisions.py [--models cnn,resnet_final,speedrun] [--timing-batch 32]
+    python -m benchmarks.auto_decisions [--models cnn,resnet_final,speedrun] [--timing-batch 32]
 
 Each model's default recipe; on the CPU the timing batch stands in for the recipe's. Writes
 benchmarks/results/auto_decisions-<cpu|cuda>.json after every model, with the machine it ran on.
@@ -10,16 +10,13 @@ benchmarks/results/auto_decisions-<cpu|cuda>.json after every model, with the ma
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from fastcifar import autotune  # noqa: E402
-from fastcifar.autotune import decide, rule_speed, switch_word  # noqa: E402
-from fastcifar.recipes import DEFAULT_RECIPE, get_recipe  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from fastcifar import autotune
+from fastcifar.autotune import decide, rule_speed, switch_word
+from fastcifar.recipes import DEFAULT_RECIPE, get_recipe
 
 AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto",
         "cpu_malloc": "auto", "loader": "auto"}
@@ -27,7 +24,7 @@ SWITCHES = ("amp", "channels_last", "bn_relu", "loader")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cnn,resnet_final,speedrun")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--timing-batch", type=int, default=autotune.timing.CPU_TIMING_BATCH,

@@ -3,7 +3,7 @@ loader with flip + pad-crop, forward, backward, SGD) per model, fp32 NCHW (what 
 --channels-last auto meant on every CPU before) against what they resolve to on this CPU now
 (bf16 autocast + channels_last where bf16 is native: fastcifar.env.cpu_native_bf16).
 
-    python benchmarks/cpu_auto_switches.py [--models cnn,resnet_final] [--steps 6] [--rounds 2]
+    python -m benchmarks.cpu_auto_switches [--models cnn,resnet_final] [--steps 6] [--rounds 2]
 
 The two settings alternate, ``--rounds`` times each, on the same process and data, so a
 neighbour's load hits both alike; the best round of each is reported (the least disturbed).
@@ -12,23 +12,20 @@ Writes benchmarks/results/cpu_auto_switches.json with the machine it ran on.
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from benchmarks.train_throughput import measure  # noqa: E402
-from fastcifar.data.synthetic import make_arrays  # noqa: E402
-from fastcifar.engine import resolve_switches  # noqa: E402
-from fastcifar.env import cpu_native_bf16  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from benchmarks.train_throughput import measure
+from fastcifar.data.synthetic import make_arrays
+from fastcifar.engine import resolve_switches
+from fastcifar.env import cpu_native_bf16
 
 AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cnn,resnet_final")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per round")

@@ -2,7 +2,7 @@
 (loader with flip + pad-crop, forward, backward, SGD) and of evaluation forwards, per batch size,
 and the page faults each cost.
 
-    python benchmarks/cpu_malloc.py [--model speedrun] [--batches 64,1024,2000] [--rounds 2]
+    python -m benchmarks.cpu_malloc [--model speedrun] [--batches 64,1024,2000] [--rounds 2]
 
 Each (setting, batch) runs in a fresh child process, since the allocator setting holds for a
 whole process (fastcifar.env.keep_freed_memory); the two settings alternate, ``--rounds`` times
@@ -16,13 +16,10 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import print_table, save_result  # noqa: E402
+from benchmarks._common import command, print_table, rerun_command, save_result
 
 SETTINGS = ("default", "keep")
 
@@ -63,7 +60,7 @@ def main(argv=None) -> int:
         model_name, batch, setting, steps, warmup = argv[1:6]
         print(json.dumps(child(model_name, int(batch), setting, int(steps), int(warmup))))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="speedrun")
     parser.add_argument("--batches", default="64,1024,2000")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
@@ -81,7 +78,7 @@ def main(argv=None) -> int:
         best = {}
         for _ in range(args.rounds):
             for setting in SETTINGS:
-                out = subprocess.run([sys.executable, __file__, "--child", args.model, str(batch),
+                out = subprocess.run([*rerun_command(__file__), "--child", args.model, str(batch),
                                       setting, str(args.steps), str(args.warmup)],
                                      capture_output=True, text=True)
                 if out.returncode != 0:

@@ -1,6 +1,6 @@
 """How long loading CIFAR-10 takes: cold (decode the batch files) vs cached (.npz), n repeats.
 
-    python benchmarks/data_load.py --data-dir data [--repeats 5]
+    python -m benchmarks.data_load --data-dir data [--repeats 5]
 
 Prints a table and writes benchmarks/results/data_load.json (with the machine it ran on).
 """
@@ -9,13 +9,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from fastcifar.data import load_cifar10  # noqa: E402
-from fastcifar.data.cache import CACHE_NAME  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from fastcifar.data import load_cifar10
+from fastcifar.data.cache import CACHE_NAME
 
 
 def time_load(data_dir: str, cold: bool) -> float:
@@ -30,7 +27,7 @@ def time_load(data_dir: str, cold: bool) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")

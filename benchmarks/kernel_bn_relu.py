@@ -1,10 +1,10 @@
 """Fused BatchNorm+ReLU (and +residual) forward+backward at resnet_final's shapes: eager PyTorch,
 torch.compile of eager, and our Triton kernels.
 
-    python benchmarks/kernel_bn_relu.py [--batch 512] [--dtypes bf16 [fp32 fp16]] [--full]
+    python -m benchmarks.kernel_bn_relu [--batch 512] [--dtypes bf16 [fp32 fp16]] [--full]
         [--variants bn_relu bn_add_relu] [--providers eager compile triton] [--budget-s 90]
         [--out DIR]
-    python benchmarks/kernel_bn_relu.py --device cpu --quick      # CPU rehearsal, < 40 s
+    python -m benchmarks.kernel_bn_relu --device cpu --quick      # CPU rehearsal, < 40 s
 
 Configurations run in order of what matters: bf16 channels_last (how resnet_final trains on the
 GPU) at its five ResBlock shapes, then bf16 NCHW, then fp32 (only with --full or --dtypes). By
@@ -31,12 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks._common import RESULTS, environment, print_table  # noqa: E402
+from benchmarks._common import RESULTS, command, environment, print_table
 
 # (channels, H = W) of each ResBlock of resnet_final; both of its BatchNorms see this shape
 RESNET_FINAL = [(32, 32), (64, 32), (128, 32), (256, 16), (512, 8)]
@@ -141,6 +139,7 @@ def setup(cfg: dict, provider: str, device: str):
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog=command(__file__),
         description="Fused BatchNorm+ReLU (+residual) fwd+bwd: eager, torch.compile, Triton.")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--quick", action="store_true",

@@ -1,8 +1,8 @@
 """Augmenting loader throughput: images/s per backend x preset x batch size, against the seed's
 way (torchvision transforms per PIL image in a DataLoader with worker processes).
 
-    python benchmarks/loader_throughput.py --device cuda [--images 200000] [--data-dir data]
-    python benchmarks/loader_throughput.py --device cpu --images 3000 --batch-sizes 100 512 1024
+    python -m benchmarks.loader_throughput --device cuda [--images 200000] [--data-dir data]
+    python -m benchmarks.loader_throughput --device cpu --images 3000 --batch-sizes 100 512 1024
 
 Times full passes of ``make_loader`` (gather, augment, normalise, dtype/layout) after one warm-up
 batch, synchronising CUDA before reading the clock. Prints a table and writes
@@ -12,16 +12,13 @@ benchmarks/results/loader_throughput_<device>.json (with the machine it ran on).
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from fastcifar.augment import PRESETS, AugmentSpec, make_loader  # noqa: E402
-from fastcifar.data.synthetic import make_arrays  # noqa: E402
-from fastcifar.engine import synchronize  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from fastcifar.augment import PRESETS, AugmentSpec, make_loader
+from fastcifar.data.synthetic import make_arrays
+from fastcifar.engine import synchronize
 
 
 def time_loader(images, labels, spec, batch_size, backend, device, n_images, dtype):
@@ -98,7 +95,7 @@ def time_torchvision(images, labels, spec, batch_size, workers, device, n_images
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--backends", nargs="+", default=["torch", "dali", "torchvision"])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))

@@ -1,7 +1,7 @@
 """Do the speed switches change what is learned? A short run of a recipe on a subset, once per
 switch (each alone on top of the plain baseline), against the baseline over several seeds.
 
-    python benchmarks/switch_parity.py --data-dir data [--recipe fast] [--seeds 3]
+    python -m benchmarks.switch_parity --data-dir data [--recipe fast] [--seeds 3]
         [--train-subset 1024] [--test-subset 500] [--epochs 2] [--batch-size 128]
 
 The baseline is fp32, contiguous, eager, the eager BatchNorm+ReLU and the torch loader; the spread
@@ -14,18 +14,16 @@ a recipe other than fast).
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from fastcifar import train  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from fastcifar import train
+from fastcifar.launch import read_run
 
 BASELINE = ["--amp", "off", "--channels-last", "off", "--compile", "off", "--bn-relu", "eager",
             "--loader", "torch"]
@@ -43,15 +41,14 @@ def run(flags: list[str], common: list[str], out: Path) -> dict:
     code = train.main([*common, *flags, "--out", str(out)])
     if code != 0:
         return {"error": f"exit {code}"}
-    summary = json.loads((out / "summary.json").read_text())
-    config = json.loads((out / "config.json").read_text())
-    return {"test_acc": round(summary["final"]["test_acc"], 2),
-            "train_seconds": round(summary["train_seconds_total"], 1),
-            "compile_seconds": round(config["compile_seconds"], 1)}
+    record = read_run(out)
+    return {"test_acc": round(record.summary["final"]["test_acc"], 2),
+            "train_seconds": round(record.summary["train_seconds_total"], 1),
+            "compile_seconds": round(record.config["compile_seconds"], 1)}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default="fast")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,7 +1,7 @@
 """Time and epochs to 86/88/90/92/94 % test accuracy, and final accuracy, over N seeds.
 
-    python benchmarks/time_to_accuracy.py --recipe fast --runs 3 [-- --data-dir data ...]
-    python benchmarks/time_to_accuracy.py --recipe fast --seeds 1 2 --work W  # more seeds into W
+    python -m benchmarks.time_to_accuracy --recipe fast --runs 3 [-- --data-dir data ...]
+    python -m benchmarks.time_to_accuracy --recipe fast --seeds 1 2 --work W  # more seeds into W
 
 Each seed is one `python -m fastcifar.train --recipe R --seed S` (training time as airbench
 counts it: the training steps only, compile and per-epoch evaluation excluded, see
@@ -13,23 +13,21 @@ after every seed (a run stopped at a time limit keeps the seeds that finished).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import save_result  # noqa: E402
-from fastcifar.sweep import execute, markdown, plan_runs, summarize  # noqa: E402
+from benchmarks._common import command, save_result
+from fastcifar.launch import read_run
+from fastcifar.sweep import Children, execute, forwarding, markdown, plan_runs, summarize
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="fast")
     parser.add_argument("--runs", type=int, default=3, help="seeds 0..runs-1")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
@@ -47,9 +45,11 @@ def main(argv=None) -> int:
                      if (d / "summary.json").is_file() and d.name[9:].isdigit())
     runs = plan_runs({}, sorted(set(seeds) | set(earlier)),
                      ["--recipe", args.recipe, "--no-figures", *extra])
-    for run in runs:  # one at a time, saving after each, so a time limit loses one seed at most
-        execute([run], work, jobs=1, devices=None)
-        finished = save(args, runs, extra, device)
+    children = Children()  # a stop signal reaches the run in progress, which checkpoints
+    with forwarding(children):
+        for run in runs:  # one at a time, saving after each: a time limit loses one seed at most
+            execute([run], work, jobs=1, devices=None, children=children)
+            finished = save(args, runs, extra, device)
     print(f"{args.recipe}: {finished} of {len(runs)} runs finished ({device})")
     print(markdown(summarize([r for r in runs if "rc" in r])))
     return 0 if finished == len(runs) else 1
@@ -58,8 +58,7 @@ def main(argv=None) -> int:
 def save(args, runs, extra, device) -> int:
     done = [r for r in runs if "rc" in r]
     rows = summarize(done)
-    per_seed = [json.loads((Path(r["dir"]) / "summary.json").read_text())
-                for r in done if r["rc"] == 0]
+    per_seed = [read_run(r["dir"]).summary for r in done if r["rc"] == 0]
     saved = save_result(f"time_to_accuracy-{args.recipe}-{device}",
                         {"recipe": args.recipe, "extra_flags": extra, "table": rows,
                          "markdown": markdown(rows), "runs": per_seed,

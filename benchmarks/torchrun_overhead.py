@@ -1,7 +1,7 @@
 """What torchrun's wrapper costs: `torchrun --nproc_per_node 1` (DDP, one rank) against the plain
 single-process run, on the same short cnn run.
 
-    python benchmarks/torchrun_overhead.py --data-dir data [--epochs 3] [--images 25000]
+    python -m benchmarks.torchrun_overhead --data-dir data [--epochs 3] [--images 25000]
 
 Runs plain, torchrun, plain again (compile off, so only the wrapper differs), and compares the
 images/s of the epochs after the first (the first carries cuDNN and allocator warm-up). The two
@@ -13,26 +13,23 @@ after every run.
 """
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import save_result  # noqa: E402
+from benchmarks._common import command, save_result
+from fastcifar.launch import UNATTENDED, read_history, train_in_child
 
 
 def images_per_s(run_dir: Path) -> float:
     """Mean images/s of the run's epochs after the first (all of them if it has one)."""
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = read_history(run_dir)
     later = epochs[1:] or epochs
     return statistics.fmean(e["images_per_s"] for e in later)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--images", type=int, default=25000, help="training images per epoch")
@@ -41,22 +38,22 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="runs/torchrun_overhead")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
-    train = ["-m", "fastcifar.train", "--recipe", "row1_cnn", "--epochs", str(args.epochs),
+    train = ["--recipe", "row1_cnn", "--epochs", str(args.epochs),
              "--batch-size", str(args.batch_size), "--train-subset", str(args.images),
              "--test-subset", str(args.test_images), "--compile", "off", "--data-dir",
-             args.data_dir, "--no-download", "--no-figures", "--quiet"]
+             args.data_dir, *UNATTENDED]
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
     plan = [("plain", []), ("torchrun_1_rank", torchrun), ("plain_again", [])]
     rows = []
     for name, wrapper in plan:
         out = Path(args.work) / name
-        code = subprocess.run([sys.executable, *wrapper, *train, "--out", str(out)]).returncode
+        code = train_in_child([*train, "--out", str(out)], wrapper)
         row = {"run": name, "rc": code}
         if code == 0:
             row["images_per_s"] = round(images_per_s(out), 1)
         rows.append(row)
         print(f"{name}: {row.get('images_per_s', f'FAILED (exit {code})')} images/s", flush=True)
-        payload = {"rows": rows, "flags": train[2:],
+        payload = {"rows": rows, "flags": train,
                    "measure": "mean images/s of the epochs after the first"}
         if len(rows) == len(plan) and all(r["rc"] == 0 for r in rows):
             plain = [rows[0]["images_per_s"], rows[2]["images_per_s"]]

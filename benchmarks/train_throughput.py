@@ -1,8 +1,8 @@
 """Training throughput: images/s of whole training steps (loading, augmentation, forward, backward,
 update), from the seed's way to the fast path, adding one switch at a time on the same device.
 
-    python benchmarks/train_throughput.py [--device cuda] [--models resnet_final] [--steps 30]
-    python benchmarks/train_throughput.py --device cpu --models cnn --steps 4 --images 2000
+    python -m benchmarks.train_throughput [--device cuda] [--models resnet_final] [--steps 30]
+    python -m benchmarks.train_throughput --device cpu --models cnn --steps 4 --images 2000
 
 Rows, cumulative: "seed" (torchvision per-image transforms in a DataLoader, eager fp32, batch
 100), then + the GPU-resident batched loader, + batch 512, + channels_last, + bf16 autocast,
@@ -16,19 +16,16 @@ ran on, rewritten after every row.
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks._common import environment, print_table, save_result  # noqa: E402
-from fastcifar.augment import get_preset, make_loader  # noqa: E402
-from fastcifar.data import load_cifar10  # noqa: E402
-from fastcifar.data.synthetic import make_arrays  # noqa: E402
-from fastcifar.engine import synchronize  # noqa: E402
-from fastcifar.models import create_model  # noqa: E402
+from benchmarks._common import command, environment, print_table, save_result
+from fastcifar.augment import get_preset, make_loader
+from fastcifar.data import load_cifar10
+from fastcifar.data.synthetic import make_arrays
+from fastcifar.engine import synchronize
+from fastcifar.models import create_model
 
 
 def ladder(seed_batch: int = 100, fast_batch: int = 512) -> list[tuple[str, dict]]:
@@ -99,7 +96,7 @@ def measure(model_name, s, images, labels, device, steps, warmup, workers) -> di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", default="resnet_final")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per row")

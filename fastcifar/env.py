@@ -82,7 +82,7 @@ def keep_freed_memory() -> bool:
 
 def git_commit() -> str:
     """The source tree's commit; ``$FASTCIFAR_COMMIT`` where the tree has no .git (the GPU
-    machine gets a copy of the working tree without it; scripts/gpu_suite.sh --stage records
+    machine gets a copy of the working tree without it; scripts/maint/gpu_suite.sh --stage records
     the commit in .stage/COMMIT and the suite exports it)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -105,7 +105,7 @@ def gpu_details() -> dict | None:
             "sms": props.multi_processor_count, "memory_gib": round(props.total_memory / 2**30, 1),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
             "bf16_supported": torch.cuda.is_bf16_supported(),
-            # process state: importing airbench switches it on (benchmarks/vs_airbench.py)
+            # process state: importing airbench switches it on (benchmarks/airbench/accuracy.py)
             "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
 

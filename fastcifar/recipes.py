@@ -160,7 +160,7 @@ _SPEEDRUN = dict(epochs=10, batch_size=1024, lr=1.5, momentum=0.85, nesterov=Tru
                  tta="flip_translate", augment="altflip_crop2")
 
 # airbench94's parts that speedrun10 lacks, each as the Recipe fields that make it do as airbench94
-# does (docs/speedrun.md describes each; benchmarks/race_ablation.py switches them one by one)
+# does (docs/speedrun.md describes each; benchmarks/airbench/ablation.py switches them one by one)
 AIRBENCH94_PARTS: dict[str, dict] = {
     # Lookahead: every 5 steps the live weights are pulled back to their average (0.95 a step)
     "lookahead": dict(lookahead=True, ema_decay=0.95**5),
@@ -233,10 +233,10 @@ RECIPES: dict[str, Recipe] = {
     ]
 }
 
-# the recipe raced against airbench94, on the CPU (benchmarks/race_airbench_cpu.py) and on the
-# GPU (scripts/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
+# the recipe raced against airbench94, on the CPU (benchmarks/airbench/race.py) and on the
+# GPU (scripts/maint/gpu_suite.sh, step speedrun_vs_airbench): one name, so both race the same thing
 # (race10 before muon8: docs/speedrun.md); the ablation of airbench94's parts
-# (benchmarks/race_ablation.py) runs from ABLATION_BASE, without them, to ABLATION_ALL
+# (benchmarks/airbench/ablation.py) runs from ABLATION_BASE, without them, to ABLATION_ALL
 RACE_RECIPE = "muon8"
 ABLATION_BASE = "speedrun10"
 ABLATION_ALL = "race10"  # the ablation's "all": ABLATION_BASE with every one of the parts

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from . import lifecycle, train
+from . import launch, lifecycle, train
 from .lifecycle import run_cli
 from .runfolder import default_out
 
@@ -119,11 +119,11 @@ RESUME_FLAGS = ("epochs", "device", "data_dir", "no_download", "check_every", "s
                 "checkpoint_minutes", "stop_after_steps", "no_figures", "sync_bn")
 
 
-def resume_argv(argv: list[str], run_dir: Path) -> list[str]:
-    """``--resume run_dir`` and those of the run's flags that --resume honours."""
+def resume_flags(argv: list[str]) -> list[str]:
+    """Those of the run's flags that --resume honours."""
     parser = train.get_args_parser()
     args, defaults = parser.parse_args([*argv, "--out", "x"]), parser.parse_args(["--out", "x"])
-    flags = ["--resume", str(run_dir)]
+    flags = []
     for dest in RESUME_FLAGS:
         value = getattr(args, dest)
         if value != getattr(defaults, dest):
@@ -180,7 +180,7 @@ def execute(runs: list[dict], out: Path, jobs: int, devices: list[str] | None,
     free = queue.Queue()
     for slot in devices or [None] * jobs:
         free.put(slot)
-    env = dict(os.environ, **{lifecycle.PARENT_ENV: str(os.getpid())})
+    env = launch.child_env()
     if devices is None and jobs > 1:  # share the cores instead of oversubscribing them
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
 
@@ -195,9 +195,8 @@ def execute(runs: list[dict], out: Path, jobs: int, devices: list[str] | None,
         try:
             run_env = env if slot is None else env | {"CUDA_VISIBLE_DEVICES": slot}
             run_dir.mkdir(parents=True, exist_ok=True)
-            flags = resume_argv(run["argv"], run_dir) if (run_dir / "last.pt").is_file() \
-                else [*run["argv"], "--out", str(run_dir)]
-            cmd = [sys.executable, "-m", "fastcifar.train", *flags, "--quiet"]
+            flags = launch.start_or_continue(run_dir, run["argv"], resume_flags(run["argv"]))
+            cmd = launch.train_command([*flags, "--quiet"])
             where = f" on GPU {slot}" if slot is not None else ""
             with open(run_dir / "train.log", "a") as log:
                 if children.signum is None:
@@ -242,8 +241,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     rows = []
     for group in dict.fromkeys(r["group"] for r in runs):
         members = [r for r in runs if r["group"] == group]
-        done = [json.loads((Path(r["dir"]) / "summary.json").read_text())
-                for r in members if status(r) == "finished"]
+        done = [launch.read_run(r["dir"]).summary for r in members if status(r) == "finished"]
         thresholds = {}
         for threshold in sorted({t["threshold"] for s in done for t in s["thresholds"]}):
             reached = [t for s in done for t in s["thresholds"]
@@ -315,7 +313,7 @@ def _main(argv: list[str]) -> int:
     where = f"{len(devices)} GPU(s)" if devices else f"{jobs} CPU process(es)"
     print(f"[sweep] {len(runs)} runs, {where} at a time -> {out}", flush=True)
     children = Children()
-    with _forwarding(children):
+    with forwarding(children):
         execute(runs, out, jobs, devices, children)
     write_report(runs, out, train_args, grid, args.seeds)
     return _outcome(runs, children.signum, [sys.executable, "-m", "fastcifar.sweep", *argv], out)
@@ -333,7 +331,7 @@ def _folder(given: str | None, parser) -> Path:
 
 
 @contextlib.contextmanager
-def _forwarding(children: Children):
+def forwarding(children: Children):
     """The stop signals, passed on to every child while the runs last."""
     previous = {sig: signal.signal(sig, children.handle) for sig in lifecycle.STOP_SIGNALS}
     try:

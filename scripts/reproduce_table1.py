@@ -20,14 +20,13 @@ import json
 import sys
 from pathlib import Path
 
+from fastcifar import train
+from fastcifar.figures import plot_overlay
+from fastcifar.launch import read_run, start_or_continue
+from fastcifar.metrics import threshold_table
+from fastcifar.recipes import RECIPES, TABLE1, get_recipe
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a source checkout
-
-from fastcifar import train  # noqa: E402
-from fastcifar.figures import plot_overlay  # noqa: E402
-from fastcifar.metrics import threshold_table  # noqa: E402
-from fastcifar.recipes import RECIPES, TABLE1, get_recipe  # noqa: E402
-
 DATA_NAME = "CIFAR-10 (JPEG q75 copy)"
 RESULTS = ROOT / "benchmarks" / "results"
 THRESHOLDS = (86.0, 88.0, 90.0, 92.0)
@@ -90,10 +89,9 @@ def main(argv=None) -> int:
 
 def run_row(name: str, run_dir: Path, epochs: int | None, passthrough: list[str]) -> int:
     more = ["--epochs", str(epochs)] if epochs else []
-    if (run_dir / "last.pt").exists():  # stopped or finished earlier: continue it
-        flags = ["--resume", str(run_dir), *more, *passthrough]
-    else:
-        flags = ["--recipe", name, "--out", str(run_dir), *more, *passthrough]
+    # stopped or finished earlier: continued; in this process, so Ctrl-C stops the table here
+    flags = start_or_continue(run_dir, ["--recipe", name, *more, *passthrough],
+                              [*more, *passthrough])
     print(f"== {name}: python -m fastcifar.train {' '.join(flags)}", flush=True)
     code = train.main(flags)
     if code != 0:
@@ -126,8 +124,8 @@ def command_of(config: dict) -> str:
 
 def export_run(run_dir: Path, results: Path, note: str = "") -> Path:
     """Write the run's record as results/table1-<recipe>-<device>.json (atomically)."""
-    config = json.loads((run_dir / "config.json").read_text())
-    history = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if line.strip()]
+    run = read_run(run_dir)
+    config, history = run.config, run.history
     name, epochs = config["recipe"]["name"], config["recipe"]["epochs"]
     last = history[-1]
     by_test = max(history, key=lambda h: h["test_acc"])

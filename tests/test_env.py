@@ -120,15 +120,10 @@ print(applied, plain, faults())
 
 
 def test_cpu_malloc_benchmark_compares_both_settings(tmp_path):
-    import importlib.util
     import json
 
-    from conftest import REPO
+    from benchmarks import cpu_malloc as bench
 
-    spec = importlib.util.spec_from_file_location("cpu_malloc",
-                                                  REPO / "benchmarks" / "cpu_malloc.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     assert bench.main(["--model", "cnn", "--batches", "8", "--steps", "1", "--warmup", "1",
                        "--rounds", "1", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "cpu_malloc.json").read_text())["rows"]

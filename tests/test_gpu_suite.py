@@ -1,6 +1,6 @@
 """The GPU suite's plumbing, checked on the CPU: its arguments, its summary, the commit it records.
 
-The whole suite is rehearsed on the CPU by `bash scripts/gpu_suite.sh --rehearse OUT` (.ci/run
+The whole suite is rehearsed on the CPU by `bash scripts/maint/gpu_suite.sh --rehearse OUT` (.ci/run
 runs it); these are the quick checks around it.
 """
 
@@ -16,7 +16,7 @@ from conftest import REPO
 from fastcifar import env
 from fastcifar.engine import DeviceTimer
 
-SUITE = REPO / "scripts" / "gpu_suite.sh"
+SUITE = REPO / "scripts" / "maint" / "gpu_suite.sh"
 
 
 def _suite(*args, **kw):
@@ -74,7 +74,7 @@ def test_summary_gathers_steps_tests_and_results(tmp_path):
                                                    "history": [1, 2]}]}))
     (work / "truncated.json").write_text('{"rows": [')  # a step killed while writing
     target = tmp_path / "summary.json"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_summary.py"), str(work),
+    subprocess.run([sys.executable, str(REPO / "scripts" / "maint" / "gpu_summary.py"), str(work),
                     str(target), "--call", "1"], check=True)
     summary = json.loads(target.read_text())
     assert [s["rc"] for s in summary["steps"]] == [1, 124]

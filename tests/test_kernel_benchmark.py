@@ -1,7 +1,7 @@
 """benchmarks/kernel_bn_relu.py: its order of configurations, its budget, and a CPU rehearsal
 end to end (tiny shapes, the kernels under the interpreter)."""
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -11,14 +11,11 @@ import pytest
 
 from conftest import REPO
 
-SCRIPT = REPO / "benchmarks" / "kernel_bn_relu.py"
+MODULE = "benchmarks.kernel_bn_relu"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("kernel_bn_relu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(MODULE)
 
 
 def test_configurations_most_important_first():
@@ -37,7 +34,7 @@ def test_configurations_most_important_first():
 
 def _run(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # it sets it itself
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick",
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--device", "cpu", "--quick",
                            "--out", str(tmp_path), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -67,7 +64,7 @@ def test_without_cuda_exits_cleanly():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("has CUDA")
-    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", MODULE], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "needs a CUDA device" in proc.stdout
 

@@ -1,9 +1,9 @@
-"""benchmarks/race_airbench_cpu.py: one race end to end at toy size (airbench94 really runs, on
+"""python -m benchmarks.airbench race: one race end to end at toy size (airbench94 really runs, on
 the CPU, behind its shims), the summary's arithmetic, --resume, and that the GPU suite races the
 same recipe."""
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import re
 
@@ -14,15 +14,10 @@ from fastcifar.data.synthetic import write_synthetic_cifar
 from fastcifar.env import cpu_native_bf16
 from fastcifar.recipes import ABLATION_ALL, ABLATION_BASE, RACE_RECIPE, get_recipe
 
-SCRIPT = REPO / "benchmarks" / "race_airbench_cpu.py"
-
 
 @pytest.fixture(scope="module")
 def race():
-    spec = importlib.util.spec_from_file_location("race_airbench_cpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.airbench.race")
 
 
 def test_race_runs_both_trainers_and_times_ours_as_airbench_counts(race, tmp_path, capsys):
@@ -96,13 +91,13 @@ def test_a_race_in_two_arithmetics_is_not_met(race):
     (True, "fp32", "fp32")])
 def test_airbench_runs_in_the_arithmetic_our_trainer_picks(race, monkeypatch, native, amp,
                                                            expected):
-    from benchmarks import airbench_cpu  # importable once the race module set up sys.path
+    from benchmarks.airbench import peer
     from fastcifar import engine
 
     monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
-    assert airbench_cpu.airbench_amp(amp) == expected
+    assert peer.airbench_amp(amp) == expected
     with pytest.raises(ValueError, match="auto, bf16 or fp32"):
-        airbench_cpu.airbench_amp("fp16")
+        peer.airbench_amp("fp16")
 
 
 def test_summary_races_ours_against_the_control_too(race):
@@ -143,7 +138,7 @@ def test_bad_seeds_are_one_error_line(race, seeds, capsys):
 
 
 def test_the_gpu_suite_races_the_same_recipe():
-    suite = (REPO / "scripts" / "gpu_suite.sh").read_text()
+    suite = (REPO / "scripts" / "maint" / "gpu_suite.sh").read_text()
     step = re.search(r"step speedrun_vs_airbench .*?--recipe (\S+)", suite)
     assert step and step.group(1) == RACE_RECIPE
     get_recipe(RACE_RECIPE)  # and it exists
@@ -157,10 +152,7 @@ def same_training(a, b) -> bool:
 
 
 def test_ablation_variants_switch_each_part_and_merge_model_options():
-    spec = importlib.util.spec_from_file_location("race_ablation",
-                                                  REPO / "benchmarks" / "race_ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = importlib.import_module("benchmarks.airbench.ablation")
     every = ablation.variant_flags("all")
     assert every.count("--model-options") == 1
     assert every[every.index("--model-options") + 1] == "bn_momentum=0.4,whiten_bias_epochs=3"
@@ -186,10 +178,7 @@ def test_ablation_variants_switch_each_part_and_merge_model_options():
 
 
 def test_ablation_adds_to_the_table_an_earlier_invocation_wrote(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("race_ablation",
-                                                  REPO / "benchmarks" / "race_ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = importlib.import_module("benchmarks.airbench.ablation")
     accuracy = {"all": 90.7, "none": 90.0, "all-lookahead": 90.4}
     trained = []
 

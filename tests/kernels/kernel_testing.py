@@ -6,9 +6,10 @@ before anything imports triton); on a GPU the same tests run on CUDA tensors.
 
 Compiles on a GPU: every distinct kernel specialisation (constexpr tile sizes and flags, pointer
 dtypes, num_warps, and each int argument's class: equal to 1, divisible by 16, or neither) is a
-Triton compile of ~0.3-1 s. ``python scripts/count_kernel_specializations.py`` runs these tests
-under the interpreter with the tile plan a GPU uses and counts the distinct keys: the estimate of
-what ``pytest tests/kernels`` compiles on CUDA (plus the gpu-marked test's, which it lists).
+Triton compile of ~0.3-1 s. ``python scripts/maint/count_kernel_specializations.py`` runs these
+tests under the interpreter with the tile plan a GPU uses and counts the distinct keys: the
+estimate of what ``pytest tests/kernels`` compiles on CUDA (plus the gpu-marked test's, which it
+lists).
 Shapes and dtypes are chosen to share keys; keep the count under 60 when adding tests.
 Measured: 50 keys from the tests that run on the CPU, 8 more from the gpu-marked test,
 and 1 for test_bn_relu.py's own offsets kernel (the counter sees only fastcifar.kernels): ~59

@@ -1,7 +1,7 @@
 """Which of airbench94's parts pay on our race recipe: all of them, none, and all but each one.
 
-    python benchmarks/race_ablation.py --data-dir data [--seeds 0] [--variants all,none,...]
-    python benchmarks/race_ablation.py --flags all      # print the flags of one variant
+    python -m benchmarks.airbench ablation --data-dir data [--seeds 0] [--variants all,none,...]
+    python -m benchmarks.airbench ablation --flags all      # print the flags of one variant
 
 Each variant is ``python -m fastcifar.train --recipe speedrun10`` (ABLATION_BASE: the race recipe
 without the parts, so variant ``all`` trains race10) plus the flags that switch the parts on
@@ -16,14 +16,13 @@ same time; one seed resolves about 0.15 points (airbench94's seed spread is ~0.1
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import RESULTS, print_table, save_result  # noqa: E402
-from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS  # noqa: E402
+from benchmarks._common import RESULTS, print_table, save_result
+from benchmarks.airbench import command
+from fastcifar.launch import UNATTENDED, read_run, start_or_continue, train_in_child
+from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS
 
 
 def part_flags(part: str) -> dict:
@@ -68,24 +67,16 @@ def default_variants() -> list[str]:
 
 def run_variant(name: str, seed: int, args, work: Path) -> dict:
     out = work / f"{name}-seed{seed}"
-    if not (out / "summary.json").is_file():
-        if (out / "last.pt").is_file():  # stopped earlier: continue it
-            cmd = ["--resume", str(out)]
-        else:
-            cmd = ["--recipe", args.recipe, "--seed", str(seed), "--out", str(out),
-                   *variant_flags(name)]
-        code = subprocess.run([sys.executable, "-m", "fastcifar.train", *cmd, "--data-dir",
-                               args.data_dir, "--quiet", "--no-figures", "--no-download"]
-                              ).returncode
+    if not (out / "summary.json").is_file():  # stopped earlier: continued
+        flags = start_or_continue(
+            out, ["--recipe", args.recipe, "--seed", str(seed), *variant_flags(name)])
+        code = train_in_child([*flags, "--data-dir", args.data_dir, *UNATTENDED])
         if code != 0:
             return {"variant": name, "seed": seed, "error": f"exit {code}"}
-    config = json.loads((out / "config.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    last = history[-1]
-    seconds = config.get("init_seconds", 0.0) + last["train_seconds_total"] + last["eval_seconds"]
+    run = read_run(out)
     return {"variant": name, "seed": seed, "flags": variant_flags(name),
-            "test_acc": last["test_acc"], "race_seconds": round(seconds, 1),
-            "test_acc_per_epoch": [h["test_acc"] for h in history]}
+            "test_acc": run.last["test_acc"], "race_seconds": round(run.race_seconds(), 1),
+            "test_acc_per_epoch": [h["test_acc"] for h in run.history]}
 
 
 def earlier_rows(folder: Path, name: str, recipe: str) -> list[dict]:
@@ -114,7 +105,7 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=command("ablation"), description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default=ABLATION_BASE,
                         help="the base, with the parts off (default: %(default)s)")
@@ -156,7 +147,3 @@ def main(argv=None) -> int:
     print_table(table(rows), ["variant", "seeds", "test_acc", "std", "race_seconds"])
     print(f"saved {saved}")
     return 1 if any("error" in r for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

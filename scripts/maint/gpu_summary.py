@@ -1,10 +1,11 @@
 """Gather a GPU suite run into one summary.json: every step's exit code and time, the hardware and
 versions, and each step's headline figures with the timing convention beside them.
 
-    python scripts/gpu_summary.py WORK_DIR OUT/summary.json [--mode gpu|rehearse] [--call N]
+    python scripts/maint/gpu_summary.py WORK_DIR OUT/summary.json [--mode gpu|rehearse] [--call N]
 
 WORK_DIR is the suite's scratch folder (every step's log and JSON); the steps' exit codes come
-from WORK_DIR/steps.tsv (name, rc, seconds, limit, note), which scripts/gpu_suite.sh appends to.
+from WORK_DIR/steps.tsv (name, rc, seconds, limit, note), which scripts/maint/gpu_suite.sh
+appends to.
 Safe to run at any point, also after a step was killed: a missing or broken file becomes a note.
 """
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check and benchmark the project has, in two calls on a GPU machine.
 #
-#   bash scripts/gpu_suite.sh --rehearse OUT   # on the CPU: every step, tiny sizes, < 5 minutes
-#   bash scripts/gpu_suite.sh --stage          # dev machine: data + airbench + commit -> .stage/
-#   bash scripts/gpu_suite.sh --call 1 OUT     # on the GPU machine (then --call 2 OUT)
-#   bash scripts/gpu_suite.sh --plan           # print the plan below
+#   bash scripts/maint/gpu_suite.sh --rehearse OUT   # on the CPU: every step, tiny sizes, < 5 minutes
+#   bash scripts/maint/gpu_suite.sh --stage          # dev machine: data + airbench + commit -> .stage/
+#   bash scripts/maint/gpu_suite.sh --call 1 OUT     # on the GPU machine (then --call 2 OUT)
+#   bash scripts/maint/gpu_suite.sh --plan           # print the plan below
 #
 # Runs from the source tree (PYTHONPATH=.) with the machine's own python3 and torch; installs
 # nothing but what .stage/restore.sh unpacks. OUT receives four files (a remote call brings
@@ -17,10 +17,10 @@
 #
 # THE PLAN for a 15-minute slot on a GPU machine (the machine's start, 1-2 minutes, is
 # counted; it goes cold 30 s after a call returns, so the next call must follow at once):
-#   0. dev machine: bash scripts/gpu_suite.sh --rehearse /tmp/rehearsal  (every step rc=0)
-#                   bash scripts/gpu_suite.sh --stage     (.stage/: data 56 MB, airbench, COMMIT)
+#   0. dev machine: bash scripts/maint/gpu_suite.sh --rehearse /tmp/rehearsal  (every step rc=0)
+#                   bash scripts/maint/gpu_suite.sh --stage     (.stage/: data 56 MB, airbench, COMMIT)
 #   1. run(timeout_s=540, carry=[".stage/restore.sh", ".stage/data", ".stage/COMMIT"],
-#          command="bash scripts/gpu_suite.sh --call 1 $OUT")                       ~500 s
+#          command="bash scripts/maint/gpu_suite.sh --call 1 $OUT")                       ~500 s
 #      restore, environment, doctor (what every auto switch picks on this GPU and why, the
 #      kernel check per dtype and layout, an epoch's estimate; ~60-150 s: each
 #      candidate's compile counts), data_check, gpu_tests (kernels + gpu-marked, no -x; 90 s), the
@@ -29,7 +29,7 @@
 #      per configuration; whatever is left, up to 55 s): the headline figures, complete even if
 #      this is the only call. The kernel benchmark goes last because it loses least when cut.
 #   2. at once, run(timeout_s=200, carry=the same (a cold machine restores again, a warm one
-#          skips it), command="bash scripts/gpu_suite.sh --call 2 $OUT")          ~170 s
+#          skips it), command="bash scripts/maint/gpu_suite.sh --call 2 $OUT")          ~170 s
 #      loader_throughput, speedrun_vs_airbench (muon8, the recipe we race airbench94 with),
 #      torchrun_overhead, train_row6_3ep, loader_torchvision, fast_seeds (seeds 1 and 2 beside
 #      call 1's seed 0), cpu_tests: in that order until its 170 s are spent (expect the first
@@ -43,7 +43,7 @@
 #   running GPU_SUITE_ONLY steps that need no data, the fourth with loader_throughput (restore.sh
 #   installs DALI once every part is there; DALI then joins the torch backend in its table).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
 mode=gpu call=all out=""
@@ -61,12 +61,12 @@ while [ $# -gt 0 ]; do
       echo "$commit" > .stage/COMMIT
       echo "staged for commit $commit: $(du -sh .stage | cut -f1) in .stage/"; exit 0 ;;
     -h|--help) usage; exit 0 ;;
-    -*) echo "error: unknown option $1; see: bash scripts/gpu_suite.sh --help" >&2; exit 2 ;;
+    -*) echo "error: unknown option $1; see: bash scripts/maint/gpu_suite.sh --help" >&2; exit 2 ;;
     *) out=$1 ;;
   esac
   shift
 done
-[ -n "$out" ] || { echo "error: say where the results go: bash scripts/gpu_suite.sh [--rehearse] [--call 1|2] OUT" >&2; exit 2; }
+[ -n "$out" ] || { echo "error: say where the results go: bash scripts/maint/gpu_suite.sh [--rehearse] [--call 1|2] OUT" >&2; exit 2; }
 case $call in 1|2|all) ;; *) echo "error: --call takes 1, 2 or all, not '$call'" >&2; exit 2 ;; esac
 
 CALL1="doctor data_check gpu_tests train_throughput vs_airbench_fast kernel_bn_relu"
@@ -122,7 +122,7 @@ step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to WORK/NAME.
 }
 
 finish() {
-  "$py" scripts/gpu_summary.py "$work" "$out/summary.json" --mode "$mode" --call "$call" \
+  "$py" scripts/maint/gpu_summary.py "$work" "$out/summary.json" --mode "$mode" --call "$call" \
     || echo "gpu_summary.py failed: summary.json is missing" >&2
   tar -czf "$out/results.tar.gz" --exclude='*.pt' --exclude='*.npz' --exclude='cifar-10-batches-py' \
     --exclude='cifar10' -C "$work" .
@@ -189,29 +189,29 @@ step data_check 30 $py -m fastcifar.data --no-download --data-dir "$data"
 step gpu_tests 90 $py -m pytest -q -p no:cacheprovider -rfEs "${xdist[@]}" \
   --junitxml="$work/gpu_tests.xml" -m "$tests_m" tests
 # resnet_final's training throughput from the seed's way to the fast path, one switch at a time
-step train_throughput 75 $py benchmarks/train_throughput.py "${tt[@]}" --data-dir "$data" --out "$work"
+step train_throughput 75 $py -m benchmarks.train_throughput "${tt[@]}" --data-dir "$data" --out "$work"
 # airbench94, then the fast recipe (seed 0) with its time to 86-94 %: each in its own process
-step vs_airbench_fast 240 $py benchmarks/vs_airbench.py --data-dir "$data" --recipe fast --runs 1 \
+step vs_airbench_fast 240 $py -m benchmarks.airbench accuracy --data-dir "$data" --recipe fast --runs 1 \
   --name vs_airbench-fast --work "$work/fast" --out "$work" -- "${tiny[@]}"
 # the fused BatchNorm+ReLU kernels vs eager and torch.compile, GB/s and % of copy bandwidth
-step kernel_bn_relu 55 "${kernel_env[@]}" $py benchmarks/kernel_bn_relu.py "${kb[@]}" --out "$work"
+step kernel_bn_relu 55 "${kernel_env[@]}" $py -m benchmarks.kernel_bn_relu "${kb[@]}" --out "$work"
 
 # ---- call 2: the rest, in order of value, until the call's time is spent ------------------
-step loader_throughput 45 $py benchmarks/loader_throughput.py "${lt[@]}" --backends torch "${dali[@]}" \
+step loader_throughput 45 $py -m benchmarks.loader_throughput "${lt[@]}" --backends torch "${dali[@]}" \
   --data-dir "$data" --out "$work"
 # muon8 (airbench94_muon's recipe: Muon for the conv filters, 8 epochs) is the recipe we race
 # airbench94 with (the torch loader: DALI pads crops with zeros, muon8 mirrors); each run's JSON
 # is saved as it finishes
-step speedrun_vs_airbench 100 $py benchmarks/vs_airbench.py --data-dir "$data" --recipe muon8 \
+step speedrun_vs_airbench 100 $py -m benchmarks.airbench accuracy --data-dir "$data" --recipe muon8 \
   --runs "$airbench_runs" --name vs_airbench-muon8 --work "$work/muon8" --out "$work" \
   -- "${tiny[@]}"
-step torchrun_overhead 40 $py benchmarks/torchrun_overhead.py --data-dir "$data" "${tr[@]}" \
+step torchrun_overhead 40 $py -m benchmarks.torchrun_overhead --data-dir "$data" "${tr[@]}" \
   --work "$work/torchrun" --out "$work"
 step train_row6_3ep 60 $py -m fastcifar.train --recipe row6_resnet_final "${row6[@]}" --data-dir "$data" \
   --no-download --no-figures --out "$work/row6_3ep"
-step loader_torchvision 30 $py benchmarks/loader_throughput.py "${tv[@]}" --backends torchvision \
+step loader_torchvision 30 $py -m benchmarks.loader_throughput "${tv[@]}" --backends torchvision \
   --data-dir "$data" --out "$work/torchvision"
-step fast_seeds 170 $py benchmarks/time_to_accuracy.py --recipe fast --seeds "${fast_seeds[@]}" \
+step fast_seeds 170 $py -m benchmarks.time_to_accuracy --recipe fast --seeds "${fast_seeds[@]}" \
   --work "$work/fast" --out "$work" -- --data-dir "$data" --no-download "${tiny[@]}"
 step cpu_tests 120 $py -m pytest -q -p no:cacheprovider -rfEs "${xdist[@]}" \
   --junitxml="$work/cpu_tests.xml" -m "not gpu and not kernel" "${cpu_tests[@]}"

@@ -1,36 +1,25 @@
-"""airbench94, unmodified, on the CPU and on our data: the peer's own accuracy on the same copy.
+"""airbench itself: its data format, its own timer, and the shims that run it, unmodified, on
+the CPU.
 
-    python benchmarks/airbench_cpu.py --data-dir data [--runs 1] [--trainer 94]
-
-Why: our speedrun recipe is rebuilt from airbench94's published ideas; when it falls short of 94 %
-on the CIFAR-10 (JPEG q75 copy), this tells how much of the gap is the data and how much our
-implementation. airbench is CUDA-only code, so it runs here behind device shims, each chosen not
-to change what it computes: `.cuda()` is a no-op, `torch.cuda.Event`/`synchronize` become
-wall-clock timers, its loaders are pointed at the CPU, and its fp16 weights stay fp32 under bf16
-autocast (the CPU has fast bf16 but slow fp16 convolutions; fp32 master weights are, if anything,
-more precise than airbench's fp16 ones), or in fp32 without autocast on a CPU without native bf16
-(`--amp auto`, as our trainer decides: AVX2-only CPUs emulate bf16, slower than fp32). Its
+airbench is CUDA-only code, so on the CPU it runs behind device shims, each chosen not to change
+what it computes: `.cuda()` is a no-op, `torch.cuda.Event`/`synchronize` become wall-clock
+timers, its loaders are pointed at the CPU, and its fp16 weights stay fp32 under bf16 autocast
+(the CPU has fast bf16 but slow fp16 convolutions; fp32 master weights are, if anything, more
+precise than airbench's fp16 ones), or in fp32 without autocast on a CPU without native bf16
+(``auto``, as our trainer decides: AVX2-only CPUs emulate bf16, slower than fp32). Its
 optimizer, schedule, Lookahead, loaders, augmentation, whitening and TTA run as published.
-Install it beside the project without touching torch:
-`pip install --no-deps -t /tmp/abenv airbench==0.1.8 torchvision` and run with
-PYTHONPATH=/tmp/abenv. Prints a table and writes benchmarks/results/airbench<N>-cpu.json.
 """
 
-import argparse
 import contextlib
 import io
 import os
-import platform
-import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import print_table, save_result  # noqa: E402
-from benchmarks.vs_airbench import airbench_data_folder  # noqa: E402
+from fastcifar.data import CLASSES, load_cifar10
 
 
 class _WallClockEvent:
@@ -130,52 +119,30 @@ def run_airbench_cpu(trainer: str, folder: Path, seed: int, epochs: float | None
             "printed": table}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--trainer", default="94", choices=["93", "94", "95"])
-    parser.add_argument("--runs", type=int, default=1, help="runs (seeds 0..n-1)")
-    parser.add_argument("--data-name", default="CIFAR-10 (JPEG q75 copy)",
-                        help="what the data is, for the result file")
-    parser.add_argument("--epochs", type=float, default=None,
-                        help="override airbench's epoch count (a smoke test; default: its own)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp32"],
-                        help="bf16 autocast or fp32 (auto: bf16 only where the CPU has it "
-                             "natively)")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
-    args = parser.parse_args(argv)
-    try:
-        import airbench  # noqa: F401
-    except ImportError:
-        print("error: airbench is not importable; install it beside the project with\n"
-              "  pip install --no-deps -t /tmp/abenv airbench==0.1.8 torchvision\n"
-              "and run with PYTHONPATH=/tmp/abenv", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = []
-    with airbench_data_folder(args.data_dir) as scratch:
-        for run in range(args.runs):
-            result = run_airbench_cpu(args.trainer, scratch, seed=run, epochs=args.epochs,
-                                      amp=args.amp)
-            print(result["printed"], end="")
-            rows.append({"trainer": f"airbench{args.trainer} (CPU shims, {result['amp']})",
-                         "run": run, "test_acc": round(result["test_acc"], 2),
-                         "airbench_seconds": round(result["airbench_seconds"], 1),
-                         "wall_seconds": round(result["wall_seconds"], 1),
-                         "printed": result["printed"]})
-    hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"airbench{args.trainer} on the CPU ({hardware}, torch {torch.__version__}), "
-          f"data {args.data_dir}")
-    print_table(rows, ["trainer", "run", "test_acc", "airbench_seconds", "wall_seconds"])
-    path = save_result(f"airbench{args.trainer}-cpu",
-                       {"data": str(args.data_dir), "data_name": args.data_name,
-                        "hardware": hardware,
-                        "epochs": args.epochs or "airbench default", "rows": rows}, args.out)
-    print(f"saved {path}")
-    return 0
+def write_airbench_data(data, folder: Path) -> None:
+    """Our arrays in airbench's format: ./cifar10/train.pt and test.pt."""
+    (folder / "cifar10").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        torch.save({"images": torch.from_numpy(getattr(data, f"{split}_images")),
+                    "labels": torch.from_numpy(getattr(data, f"{split}_labels")),
+                    "classes": list(CLASSES)}, folder / "cifar10" / f"{split}.pt")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@contextlib.contextmanager
+def airbench_data_folder(data_dir: str):
+    """A scratch folder holding our data set (from ``data_dir``) in airbench's format."""
+    data = load_cifar10(data_dir, download=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        write_airbench_data(data, Path(scratch))
+        yield Path(scratch)
+
+
+def airbench_own_seconds(printed: str) -> float | None:
+    """The last `total_time_seconds` in airbench's printed table (its CUDA-event timer)."""
+    seconds = None
+    for line in printed.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7:
+            with contextlib.suppress(ValueError):
+                seconds = float(cells[-1])
+    return seconds

@@ -1,10 +1,10 @@
 """airbench94 against our race recipe on the CPU, back to back, same data, cores and seeds.
 
-    python benchmarks/race_airbench_cpu.py --data-dir data [--seeds 0,1] [--recipe race10]
+    python -m benchmarks.airbench race --data-dir data [--seeds 0,1] [--recipe race10]
         [--control] [--resume] [-- TRAIN FLAGS for ours, e.g. an ablation: --lookahead off]
 
 One invocation trains, for each seed, airbench94 (PyPI airbench 0.1.8, unmodified, behind the
-CPU shims of benchmarks/airbench_cpu.py) and ``python -m fastcifar.train --recipe R``, each in
+CPU shims of benchmarks/airbench/peer.py) and ``python -m fastcifar.train --recipe R``, each in
 its own child process. The order alternates (seed 0: airbench first; seed 1: ours first; ...)
 so a host that slows down over the run does not favour either side. ``--control`` adds a third
 trainer, airbench94 in a process given the allocator setting our trainer makes on the CPU
@@ -27,10 +27,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-
-from benchmarks._common import RESULTS, print_table, save_result  # noqa: E402
-from fastcifar.recipes import RACE_RECIPE  # noqa: E402
+from benchmarks._common import RESULTS, print_table, save_result
+from benchmarks.airbench import command, rerun_argv
+from benchmarks.airbench.accuracy import train_child
+from benchmarks.airbench.peer import airbench_data_folder, run_airbench_cpu
+from fastcifar.launch import read_run
+from fastcifar.recipes import RACE_RECIPE
 
 TIMING = ("both: data-dependent init (whitening fit) + training steps + the final TTA "
           "evaluation; per-epoch evaluation and compilation excluded. airbench: its own "
@@ -41,18 +43,16 @@ TIMING = ("both: data-dependent init (whitening fit) + training steps + the fina
 def airbench_child(folder: str, result: str, seed: int, epochs: float | None,
                    keep_memory: bool) -> int:
     """In a fresh process: airbench94 once, on the CPU, written to ``result`` as JSON."""
-    from benchmarks.airbench_cpu import run_airbench_cpu
-
     out = run_airbench_cpu("94", Path(folder), seed=seed, epochs=epochs,
                            keep_freed_memory=keep_memory)
     Path(result).write_text(json.dumps(out))
     return 0
 
 
-def run_airbench(folder: Path, work: Path, seed: int, epochs: float | None,
+def race_airbench(folder: Path, work: Path, seed: int, epochs: float | None,
                  keep_memory: bool = False) -> dict:
     result = work / f"airbench{'-keep' if keep_memory else ''}-seed{seed}.json"
-    cmd = [sys.executable, __file__, "--airbench-child", str(folder), str(result), str(seed),
+    cmd = [*rerun_argv("race"), "--airbench-child", str(folder), str(result), str(seed),
            "" if epochs is None else str(epochs), "keep" if keep_memory else "default"]
     code = subprocess.run(cmd).returncode
     if code != 0 or not result.is_file():
@@ -64,24 +64,20 @@ def run_airbench(folder: Path, work: Path, seed: int, epochs: float | None,
             "printed": out["printed"]}
 
 
-def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
-    from benchmarks.vs_airbench import train_child
-
+def race_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
     error = train_child(recipe, data_dir, out, seed, extra)
     if error:
         return {"error": error}
-    config = json.loads((out / "config.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    last = history[-1]
-    parts = {"init_seconds": config.get("init_seconds", 0.0),
-             "train_seconds": last["train_seconds_total"],
-             "final_tta_seconds": last["eval_seconds"]}
-    amp = config["speed"]["amp"]
-    return {"test_acc": last["test_acc"], "seconds": round(sum(parts.values()), 1),
+    run = read_run(out)
+    parts = {"init_seconds": run.config.get("init_seconds", 0.0),
+             "train_seconds": run.last["train_seconds_total"],
+             "final_tta_seconds": run.last["eval_seconds"]}
+    amp = run.config["speed"]["amp"]
+    return {"test_acc": run.last["test_acc"], "seconds": round(run.race_seconds(), 1),
             "amp": "fp32" if amp == "off" else amp,
             **{k: round(v, 2) for k, v in parts.items()},
-            "compile_seconds": config["compile_seconds"], "speed": config["speed"],
-            "recipe": config["recipe"], "history": history}
+            "compile_seconds": run.config["compile_seconds"], "speed": run.config["speed"],
+            "recipe": run.config["recipe"], "history": run.history}
 
 
 CONTROL = "airbench94+keep"  # airbench94 given our CPU allocator setting (--control)
@@ -149,7 +145,7 @@ def main(argv=None) -> int:
                               malloc == "keep")
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=command("race"), description=__doc__.splitlines()[0],
                                      epilog="flags after -- go to every run of ours")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--data-name", default="CIFAR-10 (JPEG q75 copy)",
@@ -199,8 +195,6 @@ def main(argv=None) -> int:
             "timing": TIMING, "summary": summarize(rows, args.target_ratio), "rows": rows},
             args.out)
 
-    from benchmarks.vs_airbench import airbench_data_folder
-
     with airbench_data_folder(args.data_dir) as scratch:
         for i, seed in enumerate(seeds):
             order = ("airbench94", "ours", CONTROL)[: 3 if args.control else 2]
@@ -208,13 +202,13 @@ def main(argv=None) -> int:
                 if any(r["trainer"] == trainer and r["seed"] == seed for r in rows):
                     continue  # --resume: done earlier
                 if trainer in ("airbench94", CONTROL):
-                    result = run_airbench(scratch, work, seed, args.airbench_epochs,
+                    result = race_airbench(scratch, work, seed, args.airbench_epochs,
                                           keep_memory=trainer == CONTROL)
                 else:
                     run_dir = work / f"{args.recipe}-seed{seed}"
                     if run_dir.exists():  # a stale folder from a stopped race
                         shutil.rmtree(run_dir)
-                    result = run_ours(args.recipe, args.data_dir, run_dir, seed, extra)
+                    result = race_ours(args.recipe, args.data_dir, run_dir, seed, extra)
                 rows.append({"trainer": trainer, "seed": seed, **result})
                 shown = result.get("error") or (f"{result['test_acc']:.2f} % in "
                                                 f"{result['seconds']} s")
@@ -241,7 +235,3 @@ def main(argv=None) -> int:
               f"in {control['ratio']:.2f}x its time")
     print(f"saved {saved}")
     return 1 if any("error" in r for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Estimate how many Triton compiles ``pytest tests/kernels`` costs on a GPU, without one.
 
-    python scripts/count_kernel_specializations.py [--json PATH] [pytest args ...]
+    python scripts/maint/count_kernel_specializations.py [--json PATH] [pytest args ...]
 
 Runs the kernel tests under Triton's interpreter with the tile plan the launchers pick on CUDA
 (``K.DEFAULT_PLAN = "cuda"``, so the same constexpr tile sizes), records every launch's
@@ -19,10 +19,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
-sys.path.insert(0, str(REPO))
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import triton.language as tl  # noqa: E402

@@ -1,6 +1,7 @@
 """airbench94 (the fastest public CIFAR-10 trainer) and ours side by side: same card, same data.
 
-    python benchmarks/vs_airbench.py --data-dir data [--recipe fast] [--runs 1] [-- TRAIN FLAGS]
+    python -m benchmarks.airbench accuracy --data-dir data [--recipe fast] [--runs 1]
+        [-- TRAIN FLAGS]
 
 Each trainer runs in its own child process, so neither inherits the other's state: importing
 airbench turns on `torch.backends.cudnn.benchmark` for the whole process, and compile caches and
@@ -20,7 +21,7 @@ benchmarks/results/<--name>.json (default vs_airbench.json), rewritten after eve
 Without CUDA (the GPU suite's CPU rehearsal) airbench is not trained: the child checks that the
 API this script calls exists (when airbench is installed) and says so in the JSON; our recipe runs
 with whatever train flags follow `--`. Install airbench with `pip install '.[compare]'`, or on
-an offline GPU machine staged by `bash scripts/gpu_suite.sh --stage`.
+an offline GPU machine staged by `bash scripts/maint/gpu_suite.sh --stage`.
 """
 
 import argparse
@@ -30,47 +31,17 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks._common import print_table, save_result  # noqa: E402
-from fastcifar.data import CLASSES, load_cifar10  # noqa: E402
+from benchmarks._common import print_table, save_result
+from benchmarks.airbench import command, rerun_argv
+from benchmarks.airbench.peer import airbench_data_folder, airbench_own_seconds
+from fastcifar.launch import UNATTENDED, read_run, train_command, train_in_child
 
 AIRBENCH_API = ("warmup94", "train94", "CifarLoader", "evaluate")
-
-
-def write_airbench_data(data, folder: Path) -> None:
-    """Our arrays in airbench's format: ./cifar10/train.pt and test.pt."""
-    (folder / "cifar10").mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        torch.save({"images": torch.from_numpy(getattr(data, f"{split}_images")),
-                    "labels": torch.from_numpy(getattr(data, f"{split}_labels")),
-                    "classes": list(CLASSES)}, folder / "cifar10" / f"{split}.pt")
-
-
-@contextlib.contextmanager
-def airbench_data_folder(data_dir: str):
-    """A scratch folder holding our data set (from ``data_dir``) in airbench's format."""
-    data = load_cifar10(data_dir, download=False)
-    with tempfile.TemporaryDirectory() as scratch:
-        write_airbench_data(data, Path(scratch))
-        yield Path(scratch)
-
-
-def airbench_own_seconds(printed: str) -> float | None:
-    """The last `total_time_seconds` in airbench's printed table (its CUDA-event timer)."""
-    seconds = None
-    for line in printed.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7:
-            with contextlib.suppress(ValueError):
-                seconds = float(cells[-1])
-    return seconds
 
 
 def airbench_child(folder: Path, result: Path) -> int:
@@ -104,9 +75,9 @@ def airbench_child(folder: Path, result: Path) -> int:
     return 0
 
 
-def run_airbench(folder: Path, work: Path, run: int) -> dict:
+def time_airbench(folder: Path, work: Path, run: int) -> dict:
     result = work / f"airbench-{run}.json"
-    code = subprocess.run([sys.executable, __file__, "--airbench-child", str(folder),
+    code = subprocess.run([*rerun_argv("accuracy"), "--airbench-child", str(folder),
                            str(result)]).returncode
     if code != 0 or not result.is_file():
         return {"error": f"airbench's run failed (exit {code})"}
@@ -120,21 +91,20 @@ def first_reaching(history: list[dict], accuracy: float) -> dict | None:
 
 
 def train_child(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> str | None:
-    """``python -m fastcifar.train`` in its own process; None, or the error to report."""
-    cmd = [sys.executable, "-m", "fastcifar.train", "--recipe", recipe, "--data-dir", data_dir,
-           "--out", str(out), "--seed", str(seed), "--quiet", "--no-figures", "--no-download",
-           *extra]
-    code = subprocess.run(cmd).returncode
-    return None if code == 0 else f"our run failed (exit {code}): {' '.join(cmd[1:])}"
+    """One run of ours in its own process; None, or the error to report."""
+    flags = ["--recipe", recipe, "--data-dir", data_dir, "--out", str(out), "--seed", str(seed),
+             *UNATTENDED, *extra]
+    code = train_in_child(flags)
+    return None if code == 0 else \
+        f"our run failed (exit {code}): {' '.join(train_command(flags)[1:])}"
 
 
-def run_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
+def time_ours(recipe: str, data_dir: str, out: Path, seed: int, extra: list[str]) -> dict:
     error = train_child(recipe, data_dir, out, seed, extra)
     if error:
         return {"error": error}
-    summary = json.loads((out / "summary.json").read_text())
-    config = json.loads((out / "config.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    run = read_run(out)
+    summary, config, history = run.summary, run.config, run.history
     reach = {row["threshold"]: row["train_seconds"] for row in summary["thresholds"]}
     return {"seconds": summary["train_seconds_total"], "test_acc": summary["final"]["test_acc"],
             **{f"seconds_to_{t:g}": reach.get(t) for t in (86.0, 88.0, 90.0, 92.0, 94.0)},
@@ -161,7 +131,7 @@ def main(argv=None) -> int:
         return airbench_child(Path(argv[1]), Path(argv[2]))
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog=command("accuracy"), description=__doc__.splitlines()[0],
                                      epilog="flags after -- go to every run of ours")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--recipe", default="fast")
@@ -174,7 +144,7 @@ def main(argv=None) -> int:
     have_airbench = importlib.util.find_spec("airbench") is not None
     if not have_airbench and torch.cuda.is_available():
         print("error: airbench is not installed: pip install '.[compare]' (offline: "
-              "bash scripts/gpu_suite.sh --stage, then .stage/restore.sh)", file=sys.stderr)
+              "bash scripts/maint/gpu_suite.sh --stage, then .stage/restore.sh)", file=sys.stderr)
         return 2
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (rehearsal)"
     rows = []
@@ -192,14 +162,14 @@ def main(argv=None) -> int:
         work = Path(args.work) if args.work else scratch
         work.mkdir(parents=True, exist_ok=True)
         for run in range(args.runs):
-            ab = run_airbench(scratch, work, run) if have_airbench else {
+            ab = time_airbench(scratch, work, run) if have_airbench else {
                 "skipped": "airbench is not installed (no CUDA here either)"}
             rows.append({"trainer": "airbench94", "run": run, **ab})
             print(f"airbench94 run {run}: {ab.get('test_acc', ab.get('skipped', ab.get('error')))}"
                   f" in {ab.get('seconds')} s", flush=True)
             save()
             # named as time_to_accuracy.py names its runs, so that it can count this seed
-            ours = run_ours(args.recipe, args.data_dir, work / f"base_seed{run}", run, extra)
+            ours = time_ours(args.recipe, args.data_dir, work / f"base_seed{run}", run, extra)
             rows.append({"trainer": f"fastcifar {args.recipe}", "run": run, **ours})
             print(f"fastcifar {args.recipe} run {run}: {ours.get('test_acc', ours.get('error'))}"
                   f" in {ours.get('seconds')} s", flush=True)
@@ -211,7 +181,3 @@ def main(argv=None) -> int:
                         "seconds_to_airbench_acc", "ratio_vs_airbench", "compile_seconds"])
     print(f"saved {saved}")
     return 1 if any("error" in r for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

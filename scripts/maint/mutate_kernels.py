@@ -1,6 +1,6 @@
 """Mutation testing of the fused BatchNorm+ReLU kernels: do the kernel tests catch real bugs?
 
-    python scripts/mutate_kernels.py [--workers 2] [--only NAME ...] [--out DIR] [--list]
+    python scripts/maint/mutate_kernels.py [--workers 2] [--only NAME ...] [--out DIR] [--list]
 
 Each mutant is one realistic bug (a wrong index, an off-by-one mask, eps in the wrong place, ...)
 planted in a scratch copy of the tree (a temporary folder: the checkout is never touched). The
@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COPIED = ["fastcifar", "kernels", "tests", "pyproject.toml"]
 BN, AG, FUSED = "kernels/bn_relu.py", "kernels/autograd.py", "fastcifar/models/fused.py"
 

@@ -15,11 +15,10 @@ import torch
 
 from benchmarks._common import command, environment, print_table, save_result
 from fastcifar import autotune
+from fastcifar.autotune import ALL_AUTO as AUTO
 from fastcifar.autotune import decide, rule_speed, switch_word
 from fastcifar.recipes import DEFAULT_RECIPE, get_recipe
 
-AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto",
-        "cpu_malloc": "auto", "loader": "auto"}
 SWITCHES = ("amp", "channels_last", "bn_relu", "loader")
 
 

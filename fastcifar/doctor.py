@@ -82,7 +82,8 @@ def diagnose(model: str, device, say=print, save=None) -> dict:
     from .env import environment
 
     start = time.perf_counter()
-    report = {"machine": machine(device), "environment": environment()}
+    env = environment()
+    report = {"machine": machine(device, env), "environment": env}
     say(_machine_text(report["machine"], report["environment"]))
     sections = [("auto", lambda: auto_section(model, device), _auto_text),
                 ("kernels", lambda: kernel_section(model, device), _kernel_text),
@@ -103,21 +104,15 @@ def diagnose(model: str, device, say=print, save=None) -> dict:
 
 # ---- sections ----------------------------------------------------------------------------------
 
-def machine(device) -> dict:
-    import torch
+def machine(device, env: dict) -> dict:
+    """The CPU (flags, native bf16) and, on CUDA, the GPU as ``env`` (fastcifar.env.environment)
+    records it, with the driver's version beside it."""
+    from .env import cpu_flags, cpu_native_bf16
 
-    from .env import cpu_flags, cpu_name, cpu_native_bf16
-
-    info = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu_flags": cpu_flags(), "cpu_native_bf16": cpu_native_bf16(),
-            "torch_threads": torch.get_num_threads(), "device": str(device), "gpu": None}
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
-                       "memory_gib": round(props.total_memory / 2**30, 1),
-                       "sms": props.multi_processor_count, "driver": _driver_version()}
-    return info
+    gpu = env["gpu_details"] if device.type == "cuda" else None
+    return {"cpu": env["cpu"], "cores": env["cpu_cores"], "cpu_flags": cpu_flags(),
+            "cpu_native_bf16": cpu_native_bf16(), "torch_threads": env["torch_threads"],
+            "device": str(device), "gpu": gpu and gpu | {"driver": _driver_version()}}
 
 
 def _driver_version() -> str | None:
@@ -132,15 +127,11 @@ def _driver_version() -> str | None:
         else None
 
 
-AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto",
-        "cpu_malloc": "auto", "loader": "auto"}
-
-
 def auto_section(model: str, device) -> dict:
     """The run's own decision for ``model``'s default recipe, measured afresh (and cached)."""
     import torch
 
-    from .autotune import decide
+    from .autotune import ALL_AUTO, decide
     from .recipes import DEFAULT_RECIPE, get_recipe
 
     recipe = get_recipe(DEFAULT_RECIPE[model])
@@ -148,7 +139,7 @@ def auto_section(model: str, device) -> dict:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=gen).numpy()
     labels = torch.randint(0, 10, (n,), generator=gen).numpy()
-    choice = decide(AUTO, recipe, device, train_images=images, train_labels=labels,
+    choice = decide(ALL_AUTO, recipe, device, train_images=images, train_labels=labels,
                     cache="refresh")
     return {"recipe": recipe.name, "batch_size": recipe.batch_size, "speed": choice.speed,
             "line": choice.line, "record": choice.record}

@@ -304,7 +304,8 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     quiet = options.quiet or not main
     device = world.device if world else _device(options.device)
     torch.manual_seed(config["seed"])
-    malloc = config.get("speed", resolve_switches(config["switches"], device))["cpu_malloc"]
+    malloc = (config["speed"] if "speed" in config  # a resumed run keeps what it recorded
+              else resolve_switches(config["switches"], device))["cpu_malloc"]
     if malloc == "keep" and not keep_freed_memory():
         malloc = "default"  # not glibc: nothing to set
     data = load_cifar10(options.data_dir, download=options.download, progress=not quiet)

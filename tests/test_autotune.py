@@ -18,8 +18,7 @@ from fastcifar import autotune, doctor, engine, train
 from fastcifar.autotune import Timing, decide, pick_fastest
 from fastcifar.recipes import get_recipe
 
-AUTO = {"amp": "auto", "channels_last": "auto", "compile": "off", "bn_relu": "auto",
-        "cpu_malloc": "auto", "loader": "auto"}
+AUTO = autotune.ALL_AUTO | {"compile": "off"}
 CPU = torch.device("cpu")
 
 
@@ -411,7 +410,7 @@ def test_doctor_reports_every_section_as_json(cache, capsys):
     assert "imports" in report["dali"]
     # the doctor's measurement is the run's: the next decision is a cache hit
     recipe = get_recipe("row1_cnn")
-    assert decide(doctor.AUTO, recipe, CPU, train_images=np.zeros((8, 32, 32, 3), np.uint8),
+    assert decide(autotune.ALL_AUTO, recipe, CPU, train_images=np.zeros((8, 32, 32, 3), np.uint8),
                   train_labels=np.zeros(8, np.int64)).record["cache"] == "hit"
 
 

@@ -119,3 +119,11 @@ def test_device_timer_counts_queued_gpu_work():
     seconds = timer.stop()
     wall = time.perf_counter() - start
     assert seconds > 0.02 and abs(seconds - wall) < 0.02 + 0.1 * wall
+
+
+def test_the_documented_entry_point_runs_the_suite():
+    # scripts/gpu_suite.sh is what a GPU session runs first; the suite lives in scripts/maint/
+    entry = subprocess.run(["bash", str(REPO / "scripts" / "gpu_suite.sh"), "--plan"],
+                           capture_output=True, text=True, cwd=REPO)
+    assert entry.returncode == 0 and entry.stdout == _suite("--plan").stdout
+    assert "THE PLAN" in entry.stdout

@@ -59,9 +59,12 @@ from .timing import (
 )  # fmt: skip
 
 CACHE_VERSION = 1
+# every switch left to measurement (or to the rule where there is no choice): RunOptions' defaults
+ALL_AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto",
+            "cpu_malloc": "auto", "loader": "auto"}
 
-__all__ = ["KERNEL_TOLERANCE", "Choice", "StepBench", "Timing", "cache_dir", "cache_enabled",
-           "cache_path", "check_bn_relu", "check_loader", "dali_version", "decide",
+__all__ = ["ALL_AUTO", "KERNEL_TOLERANCE", "Choice", "StepBench", "Timing", "cache_dir",
+           "cache_enabled", "cache_path", "check_bn_relu", "check_loader", "dali_version", "decide",
            "device_identity", "has_bn_relu", "norm_layer_shapes", "pick_fastest", "read_cache",
            "rule_speed", "short_error", "software_versions", "switch_word", "time_alternating",
            "timing_batch", "warn", "write_cache"]

@@ -38,8 +38,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 FIT_SAMPLE = 5000  # training images a data-initialised layer is fitted to
 
-__all__ = ["TTA_MODES", "DeviceTimer", "NonFiniteLoss", "TrainState", "compile_model", "evaluate",
-           "make_loaders", "make_optimizer", "make_schedules", "resolve_switches", "run_epoch",
+__all__ = ["TTA_MODES", "DeviceTimer", "EpochSoFar", "NonFiniteLoss", "TrainState",
+           "compile_model", "evaluate", "make_loaders", "make_optimizer", "make_schedules",
+           "resolve_switches", "run_epoch",
            "synchronize", "train_epoch", "tta_logits"]
 
 
@@ -260,6 +261,8 @@ class TrainState:
     compile_seconds: float = 0.0  # spent compiling before training (not training time)
     init_seconds: float = 0.0  # the data-dependent init (speedrun's whitening fit), timed apart
     compile_failed: str | None = None  # why torch.compile failed (the run trains uncompiled)
+    check_every: int = 1  # read the loss back every K steps (each read-back waits for the GPU)
+    progress: bool = False  # a progress bar per epoch
 
     def state_dict(self) -> dict:
         """What last.pt holds besides the run's bookkeeping."""
@@ -282,10 +285,10 @@ class TrainState:
 
     @classmethod
     def build(cls, recipe: Recipe, speed: dict, loaders, device: torch.device, world=None,
-              sample=None) -> "TrainState":
+              sample=None, **how) -> "TrainState":
         """The model (fitted to ``sample()`` if it initialises from data), its optimizer,
         schedules, GradScaler and EMA, DDP-wrapped under ``world`` and compiled per ``speed``
-        (resolve_switches' output)."""
+        (resolve_switches' output); ``how``: check_every, progress."""
         model = create_model(recipe.model, bn_relu=speed["bn_relu"],
                              **parse_model_options(recipe.model_options)).to(device)
         init_seconds = 0.0
@@ -309,7 +312,7 @@ class TrainState:
         scaler = torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16")
         return cls(recipe, model, step_model, ema.module if separate_eval else step_model,
                    optimizer, scheduler, lr_schedule, scaler, ema, amp_dtype, loaders, world,
-                   seconds, init_seconds, failed)
+                   seconds, init_seconds, failed, **how)
 
     def evaluate(self, loader) -> dict:
         """``evaluate`` of the model under evaluation, summed over the ranks under torchrun."""
@@ -319,75 +322,90 @@ class TrainState:
 
 # ---- one epoch --------------------------------------------------------------------------------
 
-def train_epoch(
-    model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, *, epoch: int,
-    label_smoothing: float = 0.0, check_every: int = 1, progress: bool = False,
-    amp_dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
-    lr_schedule=None, ema=None, ema_source: nn.Module | None = None,
-    start_step: int = 0, partial: dict | None = None, on_step=None,
-) -> dict:
-    """One pass over ``loader``. Returns loss, accuracy (%), images and training seconds.
+@dataclass
+class EpochSoFar:
+    """The first ``step`` steps of an epoch: what a mid-epoch last.pt holds, and where a resumed
+    epoch starts from. The sums stay on the device."""
 
-    ``model`` may be a torch.compile'd module; ``amp_dtype`` turns on autocast (bf16 or fp16,
-    the latter with a GradScaler in ``scaler``); ``lr_schedule`` is stepped after every step;
-    ``ema`` (a ModelEMA) follows ``ema_source``, the uncompiled model.
+    step: int
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    images: int
+    seconds: float
 
-    Mid-epoch checkpoints: ``on_step(steps_done, snapshot)`` is called after every step;
-    ``snapshot()`` checks the loss so far is finite and returns the epoch's running sums (the
-    ``partial`` a resumed epoch starts from, with ``start_step``: the batches before it are
-    drawn and skipped, since an epoch's order and augmentation are a pure function of the
-    seed and the epoch, so the resumed epoch ends exactly as an uninterrupted one).
+    def sums(self) -> dict:
+        """The running sums, as last.pt stores them (beside ``"step"``)."""
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "images": self.images,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> "EpochSoFar | None":
+        """The part-done epoch a last.pt holds, or None at an epoch's end."""
+        return cls(state["step"], **state["partial"]) if state.get("step") else None
+
+
+def train_epoch(state: TrainState, epoch: int, hook=None, resume_from: EpochSoFar | None = None
+                ) -> dict:
+    """One pass over the training loader: forward under autocast, cross entropy, backward
+    through the GradScaler, optimizer step, the per-step schedule, the EMA. Returns loss,
+    accuracy (%), images and training seconds.
+
+    ``hook(epoch, steps_done, so_far)`` is called after every step; ``so_far()`` checks the loss
+    is finite and gives the EpochSoFar a mid-epoch checkpoint holds. ``resume_from`` is one:
+    the batches before it are drawn and skipped (an epoch's order and augmentation are a pure
+    function of the seed and the epoch), so the resumed epoch ends as an uninterrupted one.
     """
+    model, optimizer, scaler, loader = state.step_model, state.optimizer, state.scaler, \
+        state.loaders[0]
     device = next(model.parameters()).device
-    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    done = resume_from or EpochSoFar(0, torch.zeros((), device=device),
+                                     torch.zeros((), dtype=torch.long, device=device), 0, 0.0)
+    loss_sum, correct = done.loss_sum.to(device, copy=True), done.correct.to(device, copy=True)
+    images = done.images
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step
-    images, seconds_before = 0, 0.0
-    if partial is not None:  # the steps a mid-epoch checkpoint had done
-        loss_sum.copy_(partial["loss_sum"]), correct.copy_(partial["correct"])
-        images, seconds_before = partial["images"], partial["seconds"]
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", unit="step", leave=False,
-               disable=not progress)
+               disable=not state.progress)
     timer = DeviceTimer(device)
     timer.start()
     start = time.perf_counter()  # the progress bar's rate only
-    def snapshot() -> dict:
+
+    def so_far(step: int) -> EpochSoFar:
         _check_finite(first_bad, epoch)
-        return {"loss_sum": loss_sum.clone(), "correct": correct.clone(), "images": images,
-                "seconds": seconds_before + timer.stop()}
+        return EpochSoFar(step, loss_sum.clone(), correct.clone(), images,
+                          done.seconds + timer.stop())
 
     for step, (x, y) in enumerate(loader):
-        if step < start_step:  # done before the checkpoint this epoch resumes from
+        if step < done.step:  # trained before the checkpoint this epoch resumes from
             bar.update(1)
             continue
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with torch.autocast(device.type, dtype=state.amp_dtype,
+                            enabled=state.amp_dtype is not None):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=state.recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # a disabled scaler is the identity
         scaler.step(optimizer)
         scaler.update()
-        if lr_schedule is not None:
-            lr_schedule.step()
-        if ema is not None:
-            ema.update(ema_source, step, global_step=epoch * len(loader) + step)
+        if state.lr_schedule is not None:
+            state.lr_schedule.step()
+        if state.ema is not None:
+            state.ema.update(state.model, step, global_step=epoch * len(loader) + step)
 
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
         images += len(y)
-        if (step + 1) % check_every == 0:  # the only host-device syncs inside the epoch
+        if (step + 1) % state.check_every == 0:  # the only host-device syncs inside the epoch
             _check_finite(first_bad, epoch)
-            if progress:  # a second read-back, for the bar alone
+            if state.progress:  # a second read-back, for the bar alone
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(loss=f"{loss_sum.item() / images:.3f}",
                                 img_s=f"{images / elapsed:.0f}")
         bar.update(1)
-        if on_step is not None:
-            on_step(step + 1, snapshot)
-    seconds = seconds_before + timer.stop()
+        if hook is not None:
+            hook(epoch, step + 1, lambda s=step + 1: so_far(s))
+    seconds = done.seconds + timer.stop()
     _check_finite(first_bad, epoch)
     bar.close()
     images_or_1 = max(images, 1)
@@ -401,22 +419,17 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
         raise NonFiniteLoss(epoch, step)
 
 
-def run_epoch(state: TrainState, epoch: int, history: list, check_every: int = 1,
-              progress: bool = False, **resume) -> dict:
-    """Train one epoch, evaluate, step the plateau schedule; the epoch's metrics record.
-    ``resume``: train_epoch's start_step, partial and on_step (mid-epoch checkpoints).
+def run_epoch(state: TrainState, epoch: int, history: list, hook=None,
+              resume_from: EpochSoFar | None = None) -> dict:
+    """Train one epoch (``train_epoch``, with its ``hook`` and ``resume_from``), evaluate, step
+    the plateau schedule; the epoch's metrics record.
 
     Raises NonFiniteLoss if a step's loss, or the monitored evaluation loss, is not finite."""
-    recipe = state.recipe
     train_loader, val_loader, test_loader = state.loaders
     train_loader.set_epoch(epoch)  # the epoch's order and augmentation depend on it alone
     if hasattr(state.model, "start_epoch"):  # e.g. speedrun: the whitening bias's last epoch
         state.model.start_epoch(epoch)
-    stats = train_epoch(state.step_model, train_loader, state.optimizer, epoch=epoch,
-                        label_smoothing=recipe.label_smoothing, check_every=check_every,
-                        progress=progress, amp_dtype=state.amp_dtype, scaler=state.scaler,
-                        lr_schedule=state.lr_schedule, ema=state.ema, ema_source=state.model,
-                        **resume)
+    stats = train_epoch(state, epoch, hook, resume_from)
     if state.world is not None:  # each rank trained on its shard: sum over the ranks
         stats = state.world.reduce_train_stats(stats)
     eval_start = time.perf_counter()

@@ -67,6 +67,15 @@ class Stopper:
         """From now on signals wait for ``check()`` (``on=False``: they raise at once again)."""
         self._defer = on
 
+    @contextlib.contextmanager
+    def deferred(self, on: bool = True):
+        """Signals wait for ``check()`` inside (when ``on``), and raise at once again after."""
+        self.defer(on)
+        try:
+            yield self
+        finally:
+            self.defer(False)
+
     def check(self) -> None:
         if self.signum is not None:
             raise Interrupted(self.signum)

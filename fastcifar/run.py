@@ -10,11 +10,8 @@ fastcifar.report. ``python -m fastcifar.train`` is a command line around it.
 """
 
 import dataclasses
-import errno
 import os
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,14 +31,14 @@ from .data import load_cifar10
 from .data.splits import make_splits
 from .engine import (
     COMPILE_MODES,
-    NonFiniteLoss,
+    EpochSoFar,
     TrainState,
     make_loaders,
     resolve_switches,
     run_epoch,
-    synchronize,
 )  # fmt: skip
 from .env import environment, keep_freed_memory
+from .guard import ENDS_EARLY, Plan, RunGuard
 from .lifecycle import Stopper
 from .models import BN_RELU_CHOICES, create_model, parse_model_options
 from .recipes import ConfigError, Recipe, RecipeError, get_recipe
@@ -128,13 +125,6 @@ class FitResult:
         steps = f", and {self.steps_done} steps of epoch {self.epochs_done + 1}" \
             if self.steps_done else ""
         return f"{self.out / 'last.pt'} holds epoch {self.epochs_done}{steps}"
-
-
-class _StopRequested(Exception):
-    """stop_after_steps reached (after a checkpoint), mid-epoch."""
-
-
-ESTIMATE_STEPS = 3  # steps timed, after the first (warm-up), for the run's time estimate
 
 
 def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
@@ -233,26 +223,6 @@ def _batch_too_large(batch_size: int, images: int) -> ConfigError:
                        f"{images} or less, or train on more images")
 
 
-def _estimate(step_seconds: float, steps_per_epoch: int, steps_left: int) -> str:
-    def span(seconds: float) -> str:
-        return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
-
-    return (f"estimate: ~{span(step_seconds * steps_per_epoch)} an epoch, "
-            f"~{span(step_seconds * steps_left)} in all ({steps_left} steps left at "
-            f"{step_seconds:.2f} s a step; evaluation not included)")
-
-
-def _disk_full(err: OSError, out: Path, saved: int) -> str:
-    """The message for a write that failed for want of space; any other OSError re-raised."""
-    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-        raise err
-    held = (f"{out / 'last.pt'} still holds epoch {saved} and best.pt the best epoch before it"
-            if saved else "no epoch had been saved yet")
-    fix = f"free some space, then --resume {out}" if saved else "free some space and start again"
-    return (f"disk full: could not write {err.filename or out} (a half-written file is never "
-            f"left; {held}); {fix}")
-
-
 def _check_model(recipe: Recipe, bn_relu: str, sync_bn: bool) -> None:
     """Build the model on the meta device (no memory, no time): a model that refuses
     ``bn_relu``, or holds a BatchNorm --sync-bn cannot convert, fails before any work."""
@@ -299,7 +269,99 @@ def _device(name: str) -> torch.device:
 
 def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
            world, stopper: Stopper) -> FitResult:
-    """Build everything, then train epoch by epoch, checkpointing each one."""
+    """Build everything, then the spine: each epoch trained, checkpointed and reported."""
+    run = _prepare(recipe, config, out, options, state, world)
+    plan = Plan(out, run.device, recipe.epochs, len(run.train.loaders[0]), options.stop_after,
+                options.stop_after_steps, options.checkpoint_minutes)
+    guard = RunGuard(stopper, run.save_last, plan, run.say, run.start,
+                     run.resume_from.step if run.resume_from else 0)
+    with stopper.deferred(world is None):  # a torchrun world's ranks must stop at one step
+        try:
+            run.report_config()
+            for epoch in range(run.start, recipe.epochs):
+                record = run_epoch(run.train, epoch, run.history, hook=guard.after_step,
+                                   resume_from=run.resume_from if epoch == run.start else None)
+                run.keep(record)  # the metrics, and best.pt when it is the best so far
+                guard.checkpoint(epoch + 1)  # last.pt
+                run.report_epoch()
+                guard.after_epoch(epoch + 1)  # a stop signal, --stop-after(-steps)
+        except ENDS_EARLY as err:
+            return run.result(guard, *guard.outcome(err))
+    try:  # a stop signal now interrupts at once: last.pt is complete
+        summary = run.finish()
+    except (KeyboardInterrupt, OSError) as err:
+        return run.result(guard, *guard.outcome(err))
+    return run.result(guard, "finished", {"summary": summary})
+
+
+@dataclass
+class _Run:
+    """What the loop trains and writes: the TrainState, the history and best epoch so far, and
+    the run folder (rank 0 only: ``report`` is None on the other ranks)."""
+
+    recipe: Recipe
+    config: dict  # config.json
+    out: Path
+    device: torch.device
+    train: TrainState
+    report: Report | None
+    figures: bool
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=dict)
+    start: int = 0  # epochs done before this process
+    resume_from: EpochSoFar | None = None  # the part of epoch start + 1 done before
+
+    def say(self, *parts) -> None:
+        if self.report:
+            self.report.say(*parts)
+
+    @property
+    def select(self) -> str:
+        """The metric that picks the best epoch: validation accuracy when held out."""
+        return "val_acc" if self.train.loaders[1] is not None else "test_acc"
+
+    def report_config(self) -> None:
+        if self.report:
+            self.report.config(self.config)
+
+    def keep(self, record: dict) -> None:
+        self.history.append(record)
+        if not self.best or record[self.select] > self.best[self.select]:
+            self.best = dict(record)
+            if self.report:
+                save_checkpoint(best_payload(self.config, self.train.eval_source().state_dict(),
+                                             record["epoch"], record), self.out / "best.pt")
+
+    def save_last(self, epoch: int, so_far: EpochSoFar | None) -> None:
+        if self.report:
+            mid_epoch = {"step": so_far.step, "partial": so_far.sums()} if so_far else {}
+            save_checkpoint(last_payload(self.config, self.train.state_dict(), epoch,
+                                         self.history, self.best, self.device) | mid_epoch,
+                            self.out / "last.pt")
+
+    def report_epoch(self) -> None:
+        if self.report:
+            self.report.epoch(self.history, self.recipe.epochs)
+
+    def finish(self) -> dict:
+        """The final evaluation, summary.json and the figures; the summary."""
+        final = self.train.evaluate(self.train.loaders[2])
+        summary = summarize(self.recipe, self.config, self.history, self.best, self.select, final)
+        if self.report:
+            self.report.finish(summary, final, self.history, self.figures)
+        return summary
+
+    def result(self, guard: RunGuard, status: str, more: dict | None = None) -> FitResult:
+        """The FitResult of ``status``; ``more``: its other fields (guard.outcome's)."""
+        return FitResult(status, self.out, guard.saved_epoch, self.history, self.config,
+                         paths=self.report.paths() if self.report else {},
+                         steps_done=guard.saved_step, **(more or {}))
+
+
+def _prepare(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
+             world) -> _Run:
+    """The data, the speed decisions, the loaders and the TrainState (restored from ``state``
+    when resuming), and config.json completed; the run's opening lines said."""
     main = world is None or world.is_main  # only rank 0 prints and writes
     quiet = options.quiet or not main
     device = world.device if world else _device(options.device)
@@ -328,117 +390,34 @@ def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: 
     if speed["bn_relu"] == "triton" and device.type != "cuda":
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")
-    train = TrainState.build(recipe, speed, loaders, device, world, sample)
+    train = TrainState.build(recipe, speed, loaders, device, world, sample, progress=not quiet,
+                             check_every=options.check_every or (50 if device.type == "cuda"
+                                                                 else 1))
     if train.compile_failed:
         speed |= {"compile": "off"}
         auto = (auto or {}) | {"compile_failed": train.compile_failed}
         print(f"warning: torch.compile failed during its warm-up ({train.compile_failed}); "
               "training uncompiled (--compile off)", file=sys.stderr)
-    history, best, start, start_step, partial = [], {}, 0, 0, None
+    run = _Run(recipe, config, out, device, train, report, options.figures)
     if state is not None:
         train.load_state_dict(state)
         restore_rng(state, device)
-        history, best, start = state["history"], state["best"], state["epoch"]
-        start_step, partial = state.get("step", 0), state.get("partial")
-        say(f"resuming {out} after epoch {start}"
-            + (f" and {start_step} steps of epoch {start + 1}" if start_step else ""))
+        run.history, run.best, run.start = state["history"], state["best"], state["epoch"]
+        run.resume_from = EpochSoFar.from_checkpoint(state)
+        step = run.resume_from.step if run.resume_from else 0
+        say(f"resuming {out} after epoch {run.start}"
+            + (f" and {step} steps of epoch {run.start + 1}" if step else ""))
     n_params = sum(p.numel() for p in train.model.parameters())
-    config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
-                       "model_parameters": n_params, "device": str(device), "speed": speed,
-                       "auto": auto,
-                       "compile_seconds": train.compile_seconds,
-                       "init_seconds": train.init_seconds, "fastcifar": __version__,
-                       "environment": environment()}
+    run.config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
+                           "model_parameters": n_params, "device": str(device), "speed": speed,
+                           "auto": auto, "compile_seconds": train.compile_seconds,
+                           "init_seconds": train.init_seconds, "fastcifar": __version__,
+                           "environment": environment()}
     if world is not None:
-        config = config | {"distributed": world.describe()}
-    select = "val_acc" if loaders[1] is not None else "test_acc"
-    check_every = options.check_every or (50 if device.type == "cuda" else 1)
+        run.config |= {"distributed": world.describe()}
     switches = ", ".join(f"{k}={v}" for k, v in speed.items())
     say(f"{recipe.name}: {recipe.model} ({n_params:,} parameters) on {device} ({switches}), "
         f"{len(loaders[0])} steps of {recipe.batch_size} per epoch -> {out}")
     if train.compile_seconds:
         say(f"compiled in {train.compile_seconds:.1f} s (not counted as training time)")
-
-    def result(status: str, **more) -> FitResult:
-        return FitResult(status, out, saved, history, config,
-                         paths=report.paths() if report else {}, steps_done=saved_step, **more)
-
-    saved, saved_step = start, start_step  # what last.pt holds: epochs, steps of the next one
-    steps_per_epoch = len(loaders[0])
-    clock = {"saved": time.monotonic(), "steps": 0}
-
-    def on_step(epoch: int, step: int, snapshot) -> None:
-        """After each step: the time estimate, a mid-epoch last.pt when due, stop_after_steps."""
-        nonlocal saved, saved_step
-        clock["steps"] += 1
-        if clock["steps"] in (1, 1 + ESTIMATE_STEPS):
-            synchronize(device)
-            clock[clock["steps"]] = time.perf_counter()
-            if clock["steps"] > 1:
-                say(_estimate((clock[clock["steps"]] - clock[1]) / ESTIMATE_STEPS,
-                              steps_per_epoch, (recipe.epochs - epoch) * steps_per_epoch - step))
-        stop = bool(options.stop_after_steps) and clock["steps"] >= options.stop_after_steps
-        due = time.monotonic() - clock["saved"] >= options.checkpoint_minutes * 60
-        signalled = stopper.signum is not None  # this step is saved, then the run stops
-        if (stop or due or signalled) and step < steps_per_epoch:  # an epoch's end is anyway
-            if main:
-                save_checkpoint(last_payload(config, train.state_dict(), epoch, history, best,
-                                             device) | {"step": step, "partial": snapshot()},
-                                out / "last.pt")
-            saved, saved_step, clock["saved"] = epoch, step, time.monotonic()
-        if signalled and step < steps_per_epoch:
-            stopper.check()
-        if stop and step < steps_per_epoch:
-            raise _StopRequested
-
-    stopper.defer(world is None)  # a torchrun world's ranks must stop at the same step
-    try:
-        if report:
-            report.config(config)
-        for epoch in range(start, recipe.epochs):
-            resume = dict(start_step=start_step, partial=partial) if epoch == start else {}
-            record = run_epoch(train, epoch, history, check_every, progress=not quiet,
-                               on_step=lambda step, snap, e=epoch: on_step(e, step, snap),
-                               **resume)
-            history.append(record)
-            if not best or record[select] > best[select]:
-                best = dict(record)
-                if main:
-                    save_checkpoint(best_payload(config, train.eval_source().state_dict(),
-                                                 epoch + 1, record), out / "best.pt")
-            if main:
-                save_checkpoint(last_payload(config, train.state_dict(), epoch + 1, history,
-                                             best, device), out / "last.pt")
-            saved, saved_step, clock["saved"] = epoch + 1, 0, time.monotonic()
-            if report:
-                report.epoch(history, recipe.epochs)
-            stopper.check()
-            if options.stop_after and options.stop_after <= saved < recipe.epochs:
-                say(f"stopped after epoch {saved} (--stop-after); resume with --resume {out}")
-                return result("stopped")
-            if options.stop_after_steps and clock["steps"] >= options.stop_after_steps \
-                    and saved < recipe.epochs:
-                raise _StopRequested
-        stopper.check()
-    except _StopRequested:
-        say(f"stopped after {clock['steps']} steps (--stop-after-steps); resume with --resume "
-            f"{out}")
-        return result("stopped")
-    except KeyboardInterrupt as err:
-        return result("interrupted", signum=getattr(err, "signum", signal.SIGINT))
-    except NonFiniteLoss as err:
-        return result("diverged", error=str(err))
-    except OSError as err:
-        return result("disk full", error=_disk_full(err, out, saved))
-    finally:
-        stopper.defer(False)  # the final evaluation is stopped at once: last.pt is complete
-    try:
-        final = train.evaluate(loaders[2])
-        summary = summarize(recipe, config, history, best, select, final)
-        if report:
-            report.finish(summary, final, history, options.figures)
-    except KeyboardInterrupt as err:
-        return result("interrupted", signum=getattr(err, "signum", signal.SIGINT))
-    except OSError as err:
-        return result("disk full", error=_disk_full(err, out, saved))
-    return result("finished", summary=summary)
+    return run

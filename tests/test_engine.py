@@ -12,8 +12,9 @@ from torch import nn
 from fastcifar.augment import get_preset, make_loader
 from fastcifar.data.synthetic import make_arrays
 from fastcifar.ema import ModelEMA
-from fastcifar.engine import TTA_MODES, train_epoch, tta_logits
+from fastcifar.engine import TTA_MODES, TrainState, train_epoch, tta_logits
 from fastcifar.models import create_model
+from fastcifar.recipes import get_recipe
 
 
 class Linear(nn.Module):
@@ -106,9 +107,10 @@ def train_checked(device, check, bn_relu="eager"):
                                 weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
     ema = ModelEMA(model, 0.9, every=2)
-    stats = train_epoch(model, Checked(loader, check), optimizer, epoch=0, check_every=10**6,
-                        amp_dtype=torch.bfloat16, lr_schedule=schedule, ema=ema,
-                        ema_source=model)
+    state = TrainState(get_recipe("fast"), model, model, ema.module, optimizer, None, schedule,
+                       torch.amp.GradScaler(enabled=False), ema, torch.bfloat16,
+                       (Checked(loader, check), None, None), check_every=10**6)
+    stats = train_epoch(state, epoch=0)
     assert stats["images"] == 64 and stats["loss"] > 0
 
 

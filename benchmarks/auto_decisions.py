@@ -38,8 +38,9 @@ def main(argv=None) -> int:
         recipe = get_recipe(DEFAULT_RECIPE[model])
         rule = rule_speed(AUTO, device)
         choice = decide(AUTO, recipe, device, cache="off")
-        decisions[model] = {"picked": choice.speed, "rule": rule, "record": choice.record}
-        picked = ", ".join(f"{s}={switch_word(s, choice.speed[s])}" for s in SWITCHES)
+        speed = choice.speed.as_dict()
+        decisions[model] = {"picked": speed, "rule": rule, "record": choice.record}
+        picked = ", ".join(f"{s}={switch_word(s, speed[s])}" for s in SWITCHES)
         old = ", ".join(f"{s}={switch_word(s, rule[s])}" for s in SWITCHES)
         for name, table in choice.record.get("timings", {}).items():
             for cand, t in sorted(table["candidates"].items(),

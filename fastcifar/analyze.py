@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import add_data_flags, data_options
 from .data import DataError, load_cifar10
-from .data.__main__ import add_data_args
 from .figures import pyplot as _pyplot
 from .lifecycle import run_cli
 
@@ -94,7 +94,7 @@ def plot_augmentations(images, labels, classes, path: Path, preset: str, backend
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastcifar.analyze", description=__doc__)
-    add_data_args(parser)
+    add_data_flags(parser)
     parser.add_argument("--out", default="runs/analysis", help="folder for the figures")
     parser.add_argument("--seed", type=int, default=0, help="which examples Figures 1, 3 show")
     parser.add_argument("--augment", metavar="PRESET", default=None,
@@ -119,7 +119,7 @@ def _main(argv: list[str] | None) -> int:
         if args.augment not in PRESETS:
             parser.error(f"--augment {args.augment!r} is not a preset; valid: {', '.join(PRESETS)}")
     try:
-        data = load_cifar10(args.data_dir, download=not args.no_download)
+        data = load_cifar10(**data_options(args))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

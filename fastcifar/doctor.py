@@ -141,7 +141,7 @@ def auto_section(model: str, device) -> dict:
     labels = torch.randint(0, 10, (n,), generator=gen).numpy()
     choice = decide(ALL_AUTO, recipe, device, train_images=images, train_labels=labels,
                     cache="refresh")
-    return {"recipe": recipe.name, "batch_size": recipe.batch_size, "speed": choice.speed,
+    return {"recipe": recipe.name, "batch_size": recipe.batch_size, "speed": choice.speed.as_dict(),
             "line": choice.line, "record": choice.record}
 
 

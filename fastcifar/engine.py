@@ -1,6 +1,6 @@
 """How a model is trained, top to bottom: no argparse, no files, no printing (a tqdm bar aside).
 
-    speed = resolve_switches({"amp": "auto", ...}, device)      # the speed switches decided
+    speed = resolve_switches({"amp": "auto", ...}, device)      # a Speed: every switch decided
     loaders, sample = make_loaders(splits, recipe, device, ...)  # (train, val or None, test)
     state = TrainState.build(recipe, speed, loaders, device, sample=sample)
     for epoch in range(recipe.epochs):
@@ -16,6 +16,7 @@ and read back only every ``check_every`` steps and at the end of the epoch, so a
 waits for the host; a non-finite loss stops the run at the next read-back (NonFiniteLoss).
 """
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
@@ -34,11 +35,10 @@ from .models import create_model, parse_model_options
 from .muon import Muon
 from .recipes import TTA_MODES, Recipe
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 FIT_SAMPLE = 5000  # training images a data-initialised layer is fitted to
 
-__all__ = ["TTA_MODES", "DeviceTimer", "EpochSoFar", "NonFiniteLoss", "TrainState",
+__all__ = ["TTA_MODES", "DeviceTimer", "EpochSoFar", "NonFiniteLoss", "Speed", "TrainState",
            "compile_model", "evaluate", "make_loaders", "make_optimizer", "make_schedules",
            "resolve_switches", "run_epoch",
            "synchronize", "train_epoch", "tta_logits"]
@@ -97,24 +97,48 @@ def auto_amp(device: torch.device) -> str:
     return "bf16" if native else "fp16"
 
 
-def resolve_switches(switches: dict, device: torch.device) -> dict:
-    """The speed switches with "auto" decided for ``device``: on with CUDA; on the CPU bf16 and
-    channels_last where bf16 is native (oneDNN's fast bf16 convolutions want NHWC), else off;
-    compile only with CUDA (on the CPU it gave no speed-up: 262 vs 266 ms a bf16 step); on
-    the CPU freed memory kept in the heap (cpu_malloc, fastcifar.env.keep_freed_memory)."""
+@dataclass(frozen=True)
+class Speed:
+    """The speed switches a run trains with, every "auto" decided (config.json's "speed")."""
+
+    amp: str = "off"  # autocast dtype: bf16, fp16 (with a GradScaler) or off
+    channels_last: bool = False  # model and batches in channels_last memory format
+    compile: str = "off"  # off, or a torch.compile mode (COMPILE_MODES)
+    bn_relu: str = "eager"  # eager, or triton: the fused kernels (fastcifar.kernels)
+    cpu_malloc: str = "default"  # keep: glibc keeps freed memory (env.keep_freed_memory)
+    loader: str = "torch"  # the augmentation backend: torch or dali
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return AMP_DTYPES[self.amp]
+
+    def replace(self, **changes) -> "Speed":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_switches(switches: dict, device: torch.device) -> Speed:
+    """The rule's pick for ``switches`` (RunOptions' speed switches, and ``loader``) on
+    ``device``, every "auto" decided without measuring: with CUDA bf16 (or fp16, auto_amp),
+    channels_last, compile and the Triton kernels; on the CPU bf16 and channels_last where bf16
+    is native (oneDNN's fast bf16 convolutions want NHWC), else off, no compile (it gave no
+    speed-up there: 262 vs 266 ms a bf16 step) and freed memory kept in the heap (cpu_malloc);
+    the torch loader. fastcifar.autotune measures where there is a choice."""
+    from .models.norms import auto_bn_relu
+
     cuda = device.type == "cuda"
     fast_cpu = device.type == "cpu" and cpu_native_bf16()
-    malloc = switches.get("cpu_malloc", "auto")  # older runs' configs have none
-    return {
-        "amp": switches["amp"] if switches["amp"] != "auto" else auto_amp(device),
-        "channels_last": {"on": True, "off": False, "auto": cuda or fast_cpu}[
-            switches["channels_last"]],
-        "compile": switches["compile"] if switches["compile"] != "auto" else (
-            "default" if cuda else "off"),
-        "bn_relu": switches["bn_relu"],
-        "cpu_malloc": ("keep" if device.type == "cpu" else "default") if malloc == "auto"
-        else malloc,
-    }
+    asked = {"cpu_malloc": "auto", "loader": "auto"} | switches  # older runs' configs lack them
+    auto = {"amp": auto_amp(device), "channels_last": cuda or fast_cpu,
+            "compile": "default" if cuda else "off",
+            "bn_relu": auto_bn_relu()[0] if cuda else "eager",
+            "cpu_malloc": "keep" if device.type == "cpu" else "default", "loader": "torch"}
+    picked = {name: auto[name] if asked[name] == "auto" else asked[name] for name in auto}
+    if asked["channels_last"] != "auto":
+        picked["channels_last"] = asked["channels_last"] == "on"
+    return Speed(**picked)
 
 
 # ---- what a run trains with ------------------------------------------------------------------
@@ -284,12 +308,12 @@ class TrainState:
                 getattr(self, name).load_state_dict(state[name])
 
     @classmethod
-    def build(cls, recipe: Recipe, speed: dict, loaders, device: torch.device, world=None,
+    def build(cls, recipe: Recipe, speed: Speed, loaders, device: torch.device, world=None,
               sample=None, **how) -> "TrainState":
         """The model (fitted to ``sample()`` if it initialises from data), its optimizer,
         schedules, GradScaler and EMA, DDP-wrapped under ``world`` and compiled per ``speed``
-        (resolve_switches' output); ``how``: check_every, progress."""
-        model = create_model(recipe.model, bn_relu=speed["bn_relu"],
+        ``how``: check_every, progress."""
+        model = create_model(recipe.model, bn_relu=speed.bn_relu,
                              **parse_model_options(recipe.model_options)).to(device)
         init_seconds = 0.0
         if hasattr(model, "fit_to_data") and sample is not None:  # data-dependent init
@@ -297,19 +321,19 @@ class TrainState:
             timer.start()
             model.fit_to_data(torch.cat([x.float() for x, _ in sample()]))
             init_seconds = timer.stop()  # airbench counts its whitening fit as training time
-        if speed["channels_last"]:
+        if speed.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, recipe)
         scheduler, lr_schedule = make_schedules(optimizer, recipe, len(loaders[0]))
-        amp_dtype = AMP_DTYPES[speed["amp"]]
+        amp_dtype = speed.amp_dtype
         ema = ModelEMA(model, recipe.ema_decay, lookahead=recipe.lookahead,
                        total_steps=recipe.epochs * len(loaders[0])) if recipe.ema_decay else None
         separate_eval = ema is not None and not recipe.lookahead  # lookahead: the live model
         net = world.wrap(model) if world is not None else model  # DDP: gradients averaged
-        step_model, seconds, failed = compile_model(net, speed["compile"], loaders, amp_dtype,
+        step_model, seconds, failed = compile_model(net, speed.compile, loaders, amp_dtype,
                                                     device, eval_too=not separate_eval,
                                                     tta=recipe.tta)
-        scaler = torch.amp.GradScaler(device.type, enabled=speed["amp"] == "fp16")
+        scaler = torch.amp.GradScaler(device.type, enabled=speed.amp == "fp16")
         return cls(recipe, model, step_model, ema.module if separate_eval else step_model,
                    optimizer, scheduler, lr_schedule, scaler, ema, amp_dtype, loaders, world,
                    seconds, init_seconds, failed, **how)

@@ -13,12 +13,14 @@ import torch
 
 from .augment import get_preset, make_loader
 from .checkpoint import CheckpointError, load_checkpoint
+from .cli import add_data_flags, data_options
 from .data import CLASSES, DataError, load_cifar10
-from .data.__main__ import add_data_args
 from .engine import evaluate
+from .fields import ConfigError
 from .lifecycle import run_cli
 from .metrics import per_class_accuracy
 from .models import create_model, list_models, parse_model_options
+from .options import RunOptions
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,7 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="a checkpoint file (best.pt or last.pt)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--batch-size", type=int, default=500)
-    add_data_args(parser)
+    add_data_flags(parser)
     return parser
 
 
@@ -43,16 +45,16 @@ def _main(argv: list[str] | None) -> int:
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
     path = Path(args.checkpoint) if args.checkpoint else Path(args.run) / "best.pt"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch sees no CUDA device")
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if args.device == "auto" else args.device)
+    try:
+        device = RunOptions(device=args.device).torch_device()
+    except ConfigError as err:
+        parser.error(str(err))
     try:
         state = load_checkpoint(path)
         config, model = _rebuild(state, path, device)
         # the run's own data folder, as --resume reads it, unless --data-dir names another
         data_dir = args.data_dir or _recorded_data(config)
-        data = load_cifar10(data_dir, download=not args.no_download)
+        data = load_cifar10(**data_options(args) | {"data_dir": data_dir})
     except (CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

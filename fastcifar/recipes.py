@@ -22,35 +22,16 @@ Their accuracy on resnet_final is not measured yet (no GPU has run them): see th
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .augment import PRESETS, get_preset
+from .fields import ConfigError, RecipeError, knob
 from .models import create_model, list_models, parse_model_options
 
 SCHEDULERS = ("none", "plateau", "onecycle")
 TTA_MODES = ("none", "flip", "flip_translate")
-
-
-class ConfigError(ValueError):
-    """A recipe or run option that cannot work, found before any data loads; the CLI turns it
-    into a usage error (exit 2)."""
-
-
-class RecipeError(ConfigError):
-    """A bad value of one Recipe field or run option; ``field`` names it (the CLI shows it as
-    --field)."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}{'' if reason.startswith(':') else ' '}{reason}")
-        self.field, self.reason = field, reason
-
-
-def knob(default, help: str, **metadata):
-    """A Recipe field with its --flag's help (and optionally ``choices``): the CLI builds every
-    override flag from these, so a new knob is one field plus its use."""
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)

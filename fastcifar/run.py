@@ -29,75 +29,16 @@ from .checkpoint import (
 )  # fmt: skip
 from .data import load_cifar10
 from .data.splits import make_splits
-from .engine import (
-    COMPILE_MODES,
-    EpochSoFar,
-    TrainState,
-    make_loaders,
-    resolve_switches,
-    run_epoch,
-)  # fmt: skip
+from .engine import EpochSoFar, Speed, TrainState, make_loaders, resolve_switches, run_epoch
 from .env import environment, keep_freed_memory
 from .guard import ENDS_EARLY, Plan, RunGuard
 from .lifecycle import Stopper
-from .models import BN_RELU_CHOICES, create_model, parse_model_options
+from .models import create_model, parse_model_options
+from .options import RunOptions
 from .recipes import ConfigError, Recipe, RecipeError, get_recipe
 from .report import Report, summarize
-from .resume import resumed
+from .resume import check_request, resumed
 from .runfolder import RunFolder, default_out
-
-SWITCH_CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "channels_last": ("auto", "on", "off"),
-                  "compile": ("auto", "off", *COMPILE_MODES), "bn_relu": BN_RELU_CHOICES,
-                  "cpu_malloc": ("auto", "keep", "default"), "loader": ("auto", "torch", "dali"),
-                  "device": ("auto", "cpu", "cuda")}
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run is made, beside its Recipe. With ``resume`` the fields marked (*) come from the
-    checkpoint instead; the others apply to the resumed process."""
-
-    out: str | Path | None = None  # run folder (default runs/<recipe>-<time>[-N], never taken)
-    resume: str | Path | None = None  # continue the run in this folder
-    seed: int = 0  # (*)
-    val_split: int = 0  # (*) training images held out (stratified) for model selection
-    train_subset: int | None = None  # (*) first N training images only (quick checks)
-    test_subset: int | None = None  # (*) first N test images only
-    loader: str = "auto"  # (*) augmentation backend
-    amp: str = "auto"  # (*) the speed switches: auto = measured here (fastcifar.autotune)
-    channels_last: str = "auto"  # (*)
-    compile: str = "auto"  # (*)
-    bn_relu: str = "auto"  # (*)
-    cpu_malloc: str = "auto"  # (*)
-    device: str = "auto"
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
-    check_every: int | None = None  # read the loss back every K steps (default 1 CPU, 50 CUDA)
-    stop_after: int | None = None  # stop after this epoch, as Ctrl-C would
-    checkpoint_minutes: float = 10.0  # last.pt mid-epoch at least this often (0: every step)
-    stop_after_steps: int | None = None  # stop after this many steps of this process (tests)
-    data_dir: str | Path | None = None
-    download: bool = True
-    quiet: bool = False  # no progress bars, epoch lines or summary
-    figures: bool = True  # remembered on resume
-    auto_cache: bool = True  # reuse (and store) the measured auto decisions (autotune.cache_dir)
-
-    def __post_init__(self):
-        if not 0 <= self.seed < 2**32:  # numpy's and torch's seeds alike
-            raise RecipeError("seed", f"must be in [0, 2**32), not {self.seed}")
-        for name, choices in SWITCH_CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name} must be one of {', '.join(choices)}, "
-                                  f"not {getattr(self, name)!r}")
-        if self.checkpoint_minutes != self.checkpoint_minutes:  # NaN: never, silently
-            raise RecipeError("checkpoint_minutes", "must be a number of minutes, not nan")
-        for name in ("val_split", "check_every", "stop_after", "checkpoint_minutes",
-                     "stop_after_steps"):
-            if (getattr(self, name) or 0) < 0:
-                raise RecipeError(name, f"must be >= 0, not {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):  # 0 would silently mean "all of them"
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise RecipeError(name, f"must be at least 1 (leave it out to use every "
-                                  f"image), not {getattr(self, name)}")
 
 
 @dataclass
@@ -140,9 +81,10 @@ def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
         folder = None
         try:
             if options.resume:
+                check_request(recipe, overrides, kwargs)
                 folder = _open_folder(Path(options.resume), resume=True)
                 state = load_resume(Path(options.resume))
-                recipe, config, options = resumed(state, recipe, overrides, options, kwargs)
+                recipe, config, options = resumed(state, overrides, options, kwargs)
                 out = Path(options.resume)
             else:
                 state, (recipe, config) = None, _new_run(recipe, overrides, options)
@@ -161,9 +103,7 @@ def _new_run(recipe, overrides: dict, options: RunOptions) -> tuple[Recipe, dict
         raise ConfigError("say what to train: a recipe name or a Recipe")
     recipe = (get_recipe(recipe) if isinstance(recipe, str) else recipe).replace(**overrides)
     config = {"recipe": dataclasses.asdict(recipe), "val_split": options.val_split,
-              "seed": options.seed, "loader": options.loader,
-              "switches": {k: getattr(options, k) for k in
-                           ("amp", "channels_last", "compile", "bn_relu", "cpu_malloc")},
+              "seed": options.seed, "loader": options.loader, "switches": options.switches(),
               "train_subset": options.train_subset, "test_subset": options.test_subset,
               "figures": options.figures}
     if options.train_subset and recipe.batch_size > options.train_subset:
@@ -239,14 +179,14 @@ def _check_model(recipe: Recipe, bn_relu: str, sync_bn: bool) -> None:
 
 
 def _decide_speed(config: dict, recipe: Recipe, device: torch.device, splits, options: RunOptions,
-                  world) -> tuple[dict, dict | None, str]:
+                  world) -> tuple[Speed, dict | None, str]:
     """(the switches this run trains with, their evidence for config.json, the opening line).
 
     A resumed run keeps the decisions recorded in its folder, so that it stays bitwise exact
     whatever the cache or the machine's timings say now. Under torchrun rank 0 decides and the
     other ranks take its decision: every rank must train alike."""
     if "speed" in config:
-        speed = {"loader": config["loader"]} | config["speed"]
+        speed = Speed(**{"loader": config["loader"]} | config["speed"])
         return speed, config.get("auto"), "auto: the decisions recorded in the run folder"
     switches = config["switches"] | {"loader": config["loader"]}
     choice = None
@@ -256,15 +196,15 @@ def _decide_speed(config: dict, recipe: Recipe, device: torch.device, splits, op
                         cache="use" if options.auto_cache else "off")
     if world is not None:
         choice = world.agree(choice)
-    return dict(choice.speed), choice.record, choice.line
+    return choice.speed, choice.record, choice.line
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but torch sees no CUDA device "
-                          f"(torch {torch.__version__}); use --device cpu or auto")
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto"
-                        else name)
+def _cpu_malloc(config: dict, device: torch.device) -> str:
+    """cpu_malloc, set before the data loads: glibc's setting holds for what is allocated
+    after it (a resumed run keeps what it recorded)."""
+    malloc = config["speed"]["cpu_malloc"] if "speed" in config else \
+        resolve_switches(config["switches"], device).cpu_malloc
+    return "keep" if malloc == "keep" and keep_freed_memory() else "default"  # glibc only
 
 
 def _train(recipe: Recipe, config: dict, out: Path, options: RunOptions, state: dict | None,
@@ -364,20 +304,17 @@ def _prepare(recipe: Recipe, config: dict, out: Path, options: RunOptions, state
     when resuming), and config.json completed; the run's opening lines said."""
     main = world is None or world.is_main  # only rank 0 prints and writes
     quiet = options.quiet or not main
-    device = world.device if world else _device(options.device)
+    device = world.device if world else options.torch_device()
     torch.manual_seed(config["seed"])
-    malloc = (config["speed"] if "speed" in config  # a resumed run keeps what it recorded
-              else resolve_switches(config["switches"], device))["cpu_malloc"]
-    if malloc == "keep" and not keep_freed_memory():
-        malloc = "default"  # not glibc: nothing to set
+    malloc = _cpu_malloc(config, device)
     data = load_cifar10(options.data_dir, download=options.download, progress=not quiet)
     splits = make_splits(data, config["val_split"], config["seed"], config["train_subset"],
                          config["test_subset"])
     if recipe.batch_size > len(splits.train[1]):  # every epoch would be 0 steps
         raise _batch_too_large(recipe.batch_size, len(splits.train[1]))
     speed, auto, auto_line = _decide_speed(config, recipe, device, splits, options, world)
-    speed["cpu_malloc"] = malloc
-    if speed["amp"] == "fp16" and device.type == "cpu" and main:
+    speed = speed.replace(cpu_malloc=malloc)
+    if speed.amp == "fp16" and device.type == "cpu" and main:
         print("warning: --amp fp16 is slow on the CPU (no native fp16 math: ~17x slower than "
               "fp32 measured on a 2-core Xeon); use --amp bf16 or off there", file=sys.stderr)
     report = Report(out, quiet) if main else None  # the run folder is made from here on
@@ -385,16 +322,16 @@ def _prepare(recipe: Recipe, config: dict, out: Path, options: RunOptions, state
     if auto_line:
         say(auto_line)
     loaders, sample = make_loaders(splits, recipe, device, seed=config["seed"],
-                                   backend=speed["loader"], channels_last=speed["channels_last"],
+                                   backend=speed.loader, channels_last=speed.channels_last,
                                    shard=world.shard if world else (0, 1))
-    if speed["bn_relu"] == "triton" and device.type != "cuda":
+    if speed.bn_relu == "triton" and device.type != "cuda":
         say("note: the Triton BatchNorm+ReLU kernels need CUDA; on the CPU the fused modules "
             "run their PyTorch reference")
     train = TrainState.build(recipe, speed, loaders, device, world, sample, progress=not quiet,
                              check_every=options.check_every or (50 if device.type == "cuda"
                                                                  else 1))
     if train.compile_failed:
-        speed |= {"compile": "off"}
+        speed = speed.replace(compile="off")
         auto = (auto or {}) | {"compile_failed": train.compile_failed}
         print(f"warning: torch.compile failed during its warm-up ({train.compile_failed}); "
               "training uncompiled (--compile off)", file=sys.stderr)
@@ -409,13 +346,14 @@ def _prepare(recipe: Recipe, config: dict, out: Path, options: RunOptions, state
             + (f" and {step} steps of epoch {run.start + 1}" if step else ""))
     n_params = sum(p.numel() for p in train.model.parameters())
     run.config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
-                           "model_parameters": n_params, "device": str(device), "speed": speed,
+                           "model_parameters": n_params, "device": str(device),
+                           "speed": speed.as_dict(),
                            "auto": auto, "compile_seconds": train.compile_seconds,
                            "init_seconds": train.init_seconds, "fastcifar": __version__,
                            "environment": environment()}
     if world is not None:
         run.config |= {"distributed": world.describe()}
-    switches = ", ".join(f"{k}={v}" for k, v in speed.items())
+    switches = ", ".join(f"{k}={v}" for k, v in speed.as_dict().items())
     say(f"{recipe.name}: {recipe.model} ({n_params:,} parameters) on {device} ({switches}), "
         f"{len(loaders[0])} steps of {recipe.batch_size} per epoch -> {out}")
     if train.compile_seconds:

@@ -37,7 +37,9 @@ from pathlib import Path
 import torch
 
 from . import launch, lifecycle, train
+from .cli import as_argv, given
 from .lifecycle import run_cli
+from .options import HONOURED, REMEMBERED, RunOptions, resume_rule
 from .runfolder import default_out
 
 # train flags the sweep sets itself, per run
@@ -114,22 +116,14 @@ def check_runs(runs: list[dict], parser) -> None:
         train.resolve_recipe(args, train_parser)
 
 
-# the train flags a continued run takes from the sweep's command (the rest is in its config.json)
-RESUME_FLAGS = ("epochs", "device", "data_dir", "no_download", "check_every", "stop_after",
-                "checkpoint_minutes", "stop_after_steps", "no_figures", "sync_bn")
-
-
 def resume_flags(argv: list[str]) -> list[str]:
-    """Those of the run's flags that --resume honours."""
-    parser = train.get_args_parser()
-    args, defaults = parser.parse_args([*argv, "--out", "x"]), parser.parse_args(["--out", "x"])
-    flags = []
-    for dest in RESUME_FLAGS:
-        value = getattr(args, dest)
-        if value != getattr(defaults, dest):
-            flag = f"--{dest.replace('_', '-')}"
-            flags += [flag] if value is True else [flag, str(value)]
-    return flags
+    """Those of the run's flags that --resume honours (options.HONOURED and REMEMBERED, and
+    --epochs); the rest is in the run's config.json."""
+    args = train.get_args_parser().parse_args(argv)
+    named = {k: v for k, v in given(args, RunOptions).items()
+             if resume_rule(k) in (HONOURED, REMEMBERED)}
+    epochs = ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    return epochs + as_argv(RunOptions, named)
 
 
 class Children:

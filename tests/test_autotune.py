@@ -71,13 +71,13 @@ def test_decide_measures_the_cpu_switches_and_restores_every_rng(cache):
         s for s in ("amp", "channels_last") if s in choice.record["decisions"])]
     assert all(c["ms"] > 0 for c in table["candidates"].values())
     assert choice.record["skipped"]["bn_relu"] == "the Triton kernels need CUDA"
-    assert choice.speed["loader"] == "torch" and choice.line.startswith("auto (measured")
+    assert choice.speed.loader == "torch" and choice.line.startswith("auto (measured")
 
 
 def test_explicit_switches_are_not_measured(cache):
     explicit = AUTO | {"amp": "off", "channels_last": "on", "bn_relu": "eager", "loader": "torch"}
     choice = decide(explicit, cnn(), CPU)
-    assert choice.record["measured"] is False and choice.speed["channels_last"] is True
+    assert choice.record["measured"] is False and choice.speed.channels_last is True
     assert not cache.exists()
 
 
@@ -119,9 +119,9 @@ def test_a_corrupt_cache_entry_is_ignored_and_rewritten(cache, capsys, garbage):
     (key_path,) = cache.glob("auto-*.json")
     key_path.write_text(garbage)
     again = decide(AUTO, cnn(), CPU)
-    assert again.record["cache"] == "miss" and again.speed.keys() == first.speed.keys()
+    assert again.record["cache"] == "miss" and again.speed == first.speed
     entry = json.loads(key_path.read_text())
-    assert entry["record"]["speed"] == again.speed
+    assert entry["record"]["speed"] == again.speed.as_dict()
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -317,7 +317,7 @@ def test_a_dali_loader_that_raises_is_dropped(cache, monkeypatch, capsys):
     choice = decide(AUTO | {"amp": "off", "channels_last": "off"},
                     get_recipe("row2_cnn_aug_plateau").replace(batch_size=8), CPU,
                     train_images=images, train_labels=labels)
-    assert choice.speed["loader"] == "torch"
+    assert choice.speed.loader == "torch"
     assert "planted" in choice.record["timings"]["loader"]["candidates"]["dali"]["error"]
     assert capsys.readouterr().err.count("warning") == 1
 
@@ -420,3 +420,19 @@ def test_doctor_refuses_an_unknown_model(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "unknown --model" in err and "Traceback" not in err
+
+
+def test_a_model_without_bn_relu_trains_eager_where_the_rule_picks_triton(monkeypatch):
+    # on a GPU the rule's pick for bn_relu is triton; the speedrun has no BatchNorm+ReLU, and
+    # create_model refuses an explicit triton for it, so auto must come out as eager
+    from fastcifar.models import create_model, norms
+
+    monkeypatch.setattr(norms, "auto_bn_relu", lambda: ("triton", "a GPU it is tested on"))
+    monkeypatch.setattr(engine, "auto_amp", lambda device: "bf16")
+    asked = autotune.ALL_AUTO | {"channels_last": "on", "compile": "off", "loader": "torch"}
+    gpu = torch.device("cuda")
+    assert engine.resolve_switches(asked, gpu).bn_relu == "triton"  # the rule, model-blind
+    choice = decide(asked, get_recipe("speedrun10"), gpu, cache="off")
+    assert choice.speed.bn_relu == "eager"
+    with torch.device("meta"):
+        create_model("speedrun", bn_relu=choice.speed.bn_relu)

@@ -71,22 +71,22 @@ AUTO = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "a
 def test_cpu_auto_switches_follow_native_bf16(monkeypatch, native, amp, channels_last):
     monkeypatch.setattr(engine, "cpu_native_bf16", lambda: native)
     speed = engine.resolve_switches(AUTO, torch.device("cpu"))
-    assert speed == {"amp": amp, "channels_last": channels_last, "compile": "off",
-                     "bn_relu": "auto", "cpu_malloc": "keep"}
+    assert speed == engine.Speed(amp=amp, channels_last=channels_last, compile="off",
+                                 bn_relu="eager", cpu_malloc="keep", loader="torch")
     # explicit switches are never overridden
     explicit = AUTO | {"amp": "off", "channels_last": "off"}
-    assert engine.resolve_switches(explicit, torch.device("cpu"))["amp"] == "off"
-    assert engine.resolve_switches(explicit, torch.device("cpu"))["channels_last"] is False
+    assert engine.resolve_switches(explicit, torch.device("cpu")).amp == "off"
+    assert engine.resolve_switches(explicit, torch.device("cpu")).channels_last is False
 
 
 def test_cpu_malloc_keeps_freed_memory_on_the_cpu_only_when_auto():
-    assert engine.resolve_switches(AUTO, torch.device("cpu"))["cpu_malloc"] == "keep"
-    assert engine.resolve_switches(AUTO, torch.device("cuda"))["cpu_malloc"] == "default"
+    assert engine.resolve_switches(AUTO, torch.device("cpu")).cpu_malloc == "keep"
+    assert engine.resolve_switches(AUTO, torch.device("cuda")).cpu_malloc == "default"
     assert engine.resolve_switches(AUTO | {"cpu_malloc": "default"},
-                                   torch.device("cpu"))["cpu_malloc"] == "default"
+                                   torch.device("cpu")).cpu_malloc == "default"
     # a run whose config predates the switch resumes with it on auto
     older = {k: v for k, v in AUTO.items() if k != "cpu_malloc"}
-    assert engine.resolve_switches(older, torch.device("cpu"))["cpu_malloc"] == "keep"
+    assert engine.resolve_switches(older, torch.device("cpu")).cpu_malloc == "keep"
 
 
 def test_keep_freed_memory_stops_large_blocks_from_being_mapped_afresh():

@@ -133,8 +133,10 @@ def test_bad_flags_are_rejected(bad, message, capsys):
 def test_cuda_without_a_gpu_is_a_clear_error(data_dir, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert train.main(flags(data_dir, tmp_path / "x", "--model", "cnn") + ["--device", "cuda"]) == 2
-    assert "no CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        train.main(flags(data_dir, tmp_path / "x", "--model", "cnn") + ["--device", "cuda"])
+    assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
@@ -286,11 +288,11 @@ def test_auto_amp_is_bf16_only_where_the_gpu_has_it(monkeypatch, native_bf16, wa
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
     auto = {"amp": "auto", "channels_last": "auto", "compile": "auto", "bn_relu": "auto"}
-    assert engine.resolve_switches(auto, torch.device("cuda"))["amp"] == want
+    assert engine.resolve_switches(auto, torch.device("cuda")).amp == want
     assert asked == [False]  # emulated bf16 (T4, V100) is slow: it must not count
     monkeypatch.setattr(engine, "cpu_native_bf16", lambda: False)  # a CPU without bf16
-    assert engine.resolve_switches(auto, torch.device("cpu"))["amp"] == "off"
-    assert engine.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda"))["amp"] == "bf16"
+    assert engine.resolve_switches(auto, torch.device("cpu")).amp == "off"
+    assert engine.resolve_switches(auto | {"amp": "bf16"}, torch.device("cuda")).amp == "bf16"
 
 
 @pytest.mark.parametrize("stop_at", [11, 8])  # mid-epoch 2 (an EMA step apart), an epoch's end

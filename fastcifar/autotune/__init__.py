@@ -2,7 +2,7 @@
 timing its candidates, not by a rule.
 
     choice = decide(switches, recipe, device, train_images=x, train_labels=y)
-    choice.speed    # the switches, every "auto" decided (engine.resolve_switches' format + loader)
+    choice.speed    # an engine.Speed: every switch decided
     choice.record   # for config.json: candidates, checks, timings, cache hit or not
     choice.line     # the run's opening line: what was picked, and briefly why
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine import AMP_DTYPES, resolve_switches, synchronize
+from ..engine import Speed, resolve_switches, synchronize
 from ..recipes import Recipe
 from .cache import (
     cache_dir,
@@ -80,7 +80,7 @@ def switch_word(switch: str, value) -> str:
 
 @dataclass
 class Choice:
-    speed: dict  # every switch decided: amp, channels_last, compile, bn_relu, cpu_malloc, loader
+    speed: Speed  # every switch decided
     record: dict  # config.json's "auto"
     line: str  # the opening line's account of the decisions
 
@@ -146,14 +146,7 @@ def _dali_imports() -> bool:
 
 def rule_speed(switches: dict, device: torch.device) -> dict:
     """The rule's pick for every switch (the default that measuring must beat)."""
-    from ..models.norms import auto_bn_relu
-
-    rule = resolve_switches(switches, device)
-    if rule["bn_relu"] == "auto":
-        rule["bn_relu"] = auto_bn_relu()[0] if device.type == "cuda" else "eager"
-    loader = switches.get("loader", "torch")
-    rule["loader"] = "torch" if loader == "auto" else loader
-    return rule
+    return resolve_switches(switches, device).as_dict()
 
 
 CACHE_MODES = ("use", "refresh", "off")  # read and write; measure anew and write; neither
@@ -169,11 +162,13 @@ def decide(switches: dict, recipe: Recipe, device: torch.device, *, train_images
     if not cache_enabled():
         cache = "off"
     rule = rule_speed(switches, device)
+    if switches["bn_relu"] == "auto" and not has_bn_relu(recipe):
+        rule["bn_relu"] = "eager"  # nothing to fuse: the model refuses triton
     found = candidates(switches, recipe, device, rule)
     skipped = found.pop("skipped")
     record = {"measured": bool(found), "rule": dict(rule), "skipped": skipped, "decisions": {}}
     if not found:
-        return Choice(rule, record | {"cache": "not needed"}, _line(rule, record))
+        return Choice(Speed(**rule), record | {"cache": "not needed"}, _line(rule, record))
     key = {"version": CACHE_VERSION, "device": device_identity(device),
            "versions": software_versions(), "model": recipe.model,
            "model_options": recipe.model_options, "batch_size": recipe.batch_size,
@@ -183,7 +178,7 @@ def decide(switches: dict, recipe: Recipe, device: torch.device, *, train_images
     cached = read_cache(key) if cache == "use" else None
     if cached is not None and set(cached.get("speed", {})) == set(rule):
         record = cached | {"cache": "hit"}
-        return Choice(dict(cached["speed"]), record, _line(cached["speed"], record))
+        return Choice(Speed(**cached["speed"]), record, _line(cached["speed"], record))
     start = time.perf_counter()
     with preserved_rng(device):
         speed, decisions, timings = measure(found, rule, recipe, device, train_images,
@@ -194,7 +189,7 @@ def decide(switches: dict, recipe: Recipe, device: torch.device, *, train_images
     if cache != "off":
         write_cache(key, record)
     record = record | {"cache": {"use": "miss", "refresh": "refreshed", "off": "off"}[cache]}
-    return Choice(speed, record, _line(speed, record))
+    return Choice(Speed(**speed), record, _line(speed, record))
 
 
 class CompileFailed(RuntimeError):
@@ -278,7 +273,7 @@ def _time_configs(configs: dict, default: str, recipe, batch, device) -> tuple[s
 def _decide_bn_relu(values, speed, rule, recipe, batch, device) -> tuple[dict, dict]:
     """(decision, timing table): the kernel checked at the model's layer shapes, in the run's
     dtype and layout, then timed against eager if it passed."""
-    dtype = AMP_DTYPES[speed["amp"]] or torch.float32
+    dtype = Speed(**speed).amp_dtype or torch.float32
     try:
         check = check_bn_relu(norm_layer_shapes(recipe), batch, dtype, speed["channels_last"],
                               device)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine import AMP_DTYPES, DeviceTimer
+from ..engine import DeviceTimer, Speed
 from ..models import create_model, parse_model_options
 from ..recipes import Recipe
 
@@ -93,7 +93,7 @@ class StepBench:
         self.x = torch.randn(batch, 3, 32, 32, device=device, generator=gen).contiguous(
             memory_format=cl)
         self.y = torch.randint(0, 10, (batch,), device=device, generator=gen)
-        self.amp = AMP_DTYPES[config["amp"]]
+        self.amp = Speed(**config).amp_dtype
         mode = config["compile"]
         self.step_model = self.model if mode == "off" else torch.compile(
             self.model, mode=None if mode == "default" else mode)

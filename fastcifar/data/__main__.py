@@ -6,24 +6,15 @@ import sys
 
 import numpy as np
 
+from ..cli import add_data_flags, data_options
 from ..lifecycle import run_cli
-from . import ENV_DATA_DIR, DataError, load_cifar10
+from . import DataError, load_cifar10
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastcifar.data", description=__doc__)
-    add_data_args(parser)
+    add_data_flags(parser)
     return parser
-
-
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """The data flags every fastcifar command shares."""
-    group = parser.add_argument_group("data")
-    group.add_argument("--data-dir", default=None,
-                       help="folder holding cifar-10-batches-py "
-                       f"(default: ${ENV_DATA_DIR}, else ./data)")
-    group.add_argument("--no-download", action="store_true",
-                       help="never download; fail if the data is not on disk")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(args) -> int:
     try:
-        data = load_cifar10(args.data_dir, download=not args.no_download)
+        data = load_cifar10(**data_options(args))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..fields import on_off
 from .norms import BN_RELU_CHOICES, BN_RELU_IMPLS, resolve_bn_relu
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -24,14 +25,9 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
-_WORDS = {"on": True, "true": True, "off": False, "false": False}
-
-
 def _option_value(text: str):
     """on/off/true/false, an int, a float, else the string itself."""
-    if text.lower() in _WORDS:
-        return _WORDS[text.lower()]
-    for kind in (int, float):
+    for kind in (lambda t: on_off(t, digits=False), int, float):
         try:
             return kind(text)
         except ValueError:

@@ -11,12 +11,12 @@ import warnings
 
 import torch
 
+from ..options import BN_RELU_CHOICES
 from .layers import EAGER, Norm
 
 BN_RELU_IMPLS: dict[str, Norm] = {"eager": EAGER}
 # "triton": fastcifar.kernels (imported on first use, so that importing the models never needs
 # triton); "auto": triton on the GPUs it is tested on (auto_bn_relu), else eager.
-BN_RELU_CHOICES = ("eager", "triton", "auto")
 # the kernels are tested on sm_90 (Hopper) and written for Ampere and later; older GPUs (T4 7.5,
 # V100 7.0) get eager BatchNorm+ReLU from "auto" (an explicit "triton" is still honoured)
 TRITON_MIN_CAPABILITY = (8, 0)

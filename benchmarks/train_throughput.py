@@ -46,8 +46,8 @@ from benchmarks.harness import (
     time_calls,
 )
 from benchmarks.workloads import training_images, training_step
+from fastcifar.autotune import ALL_AUTO, rule_speed
 from fastcifar.data import DataError
-from fastcifar.engine import resolve_switches
 from fastcifar.env import cpu_native_bf16, keep_freed_memory
 from fastcifar.models import create_model
 
@@ -149,8 +149,7 @@ def switches(argv, prog) -> int:
                         rounds=2)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args(argv)
-    auto = resolve_switches({"amp": "auto", "channels_last": "auto", "compile": "auto",
-                             "bn_relu": "auto"}, CPU)
+    auto = rule_speed(ALL_AUTO, CPU)  # what every "auto" means on this CPU, unmeasured
     settings = {
         "before: fp32 NCHW": dict(amp=None, channels_last=False),
         f"after: auto = {auto['amp']}, channels_last={auto['channels_last']}": dict(

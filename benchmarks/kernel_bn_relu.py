@@ -24,17 +24,15 @@ Without CUDA and without --device cpu it says so and exits 0.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks._common import RESULTS, command, environment, print_table
+from benchmarks.harness import RESULTS, Bench, command, time_calls
 
 # (channels, H = W) of each ResBlock of resnet_final; both of its BatchNorms see this shape
 RESNET_FINAL = [(32, 32), (64, 32), (128, 32), (256, 16), (512, 8)]
@@ -73,28 +71,15 @@ def sig(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def write_atomically(path: Path, payload: dict) -> None:
-    """Readers (and a killed run) see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def make_timer(device: str, reps: int):
-    """ms for one call of fn: do_bench's median on CUDA, a perf_counter median on the CPU."""
+    """ms for one call of fn: do_bench's median on CUDA (many calls, the L2 cache flushed
+    between them: a kernel of tens of microseconds needs that), the harness's clock on the CPU
+    (the median of ``reps`` single calls)."""
     if device == "cuda":
         from triton.testing import do_bench
 
         return lambda fn: do_bench(fn, quantiles=[0.5])
-    def timer(fn):
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1e3 * statistics.median(times)
-    return timer
+    return lambda fn: 1e3 * statistics.median(time_calls(fn, 1) for _ in range(reps))
 
 
 def copy_bandwidth_gbs(device: str, timer) -> float:
@@ -166,7 +151,9 @@ def interpreter_breaks(triton_version: str, numpy_version: str) -> bool:
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
     device = args.device
     notes = []
@@ -208,10 +195,8 @@ def main(argv=None) -> int:
     timer = make_timer(device, reps=3 if device == "cpu" else 0)
     copy_gbs = copy_bandwidth_gbs(device, timer)
     planned = configurations(dtypes, args.variants, args.full, args.quick, batch)
-    out = Path(args.out) if args.out else RESULTS
-    path = out / f"{NAME}.json"
-    payload = {
-        "environment": environment(), "device": device, "triton": triton.__version__,
+    meta = {
+        "device": device, "triton": triton.__version__,
         "mode": "quick" if args.quick else "full" if args.full else "default",
         "batch": batch, "providers": providers, "budget_s": args.budget_s,
         "copy_GBs": round(copy_gbs, 1),
@@ -219,15 +204,20 @@ def main(argv=None) -> int:
                    else "time.perf_counter median of 3 after a warm-up call, ms"),
         "traffic_tensors": {v: sum(K.TRAFFIC[v].values()) for v in K.TRAFFIC},
         "traffic_model": K.TRAFFIC, "notes": notes,
-        "planned": [c["config"] for c in planned], "rows": [], "skipped": [],
+        "planned": [c["config"] for c in planned], "skipped": [],
         "complete": False, "elapsed_s": 0.0,
     }
-    write_atomically(path, payload)
+    columns = ["variant", "dtype", "layout", "shape", *(f"{p}_ms" for p in providers)]
+    if "triton" in providers:
+        columns += ["triton_GBs", "triton_%copy",
+                    *(f"vs_{p}" for p in ("eager", "compile") if p in providers)]
+    bench = Bench(NAME, parser.prog, argv, vars(args), columns, meta=meta, out=args.out)
+    bench.save()
     for cfg in planned:
         elapsed = time.perf_counter() - start
         if elapsed >= args.budget_s:
-            payload["skipped"].append({"config": cfg["config"],
-                                       "reason": f"budget of {args.budget_s:g} s spent"})
+            meta["skipped"].append({"config": cfg["config"],
+                                    "reason": f"budget of {args.budget_s:g} s spent"})
             continue
         row = {k: cfg[k] for k in ("variant", "dtype", "layout")}
         row["shape"] = "x".join(map(str, cfg["shape"]))
@@ -244,25 +234,19 @@ def main(argv=None) -> int:
             for other in ("eager", "compile"):
                 if f"{other}_ms" in row:
                     row[f"vs_{other}"] = sig(row[f"{other}_ms"] / ours)
-        payload["rows"].append(row)
-        payload["elapsed_s"] = round(time.perf_counter() - start, 1)
-        write_atomically(path, payload)
+        meta["elapsed_s"] = round(time.perf_counter() - start, 1)
+        bench.add(row)
         print(row, flush=True)
-    payload["complete"] = not payload["skipped"]
-    payload["elapsed_s"] = round(time.perf_counter() - start, 1)
-    write_atomically(path, payload)
-    env = payload["environment"]
-    print(f"\n{env['gpu'] or env['cpu']}, torch {env['torch']}, triton {triton.__version__}; "
-          f"copy bandwidth {copy_gbs:.0f} GB/s")
+    meta["complete"] = not meta["skipped"]
+    meta["elapsed_s"] = round(time.perf_counter() - start, 1)
     for note in notes:
         print(f"note: {note}")
-    if payload["rows"]:
-        print_table(payload["rows"], list(payload["rows"][0]))
-    if payload["skipped"]:
-        print(f"skipped {len(payload['skipped'])} configurations: the {args.budget_s:g} s "
+    if meta["skipped"]:
+        print(f"skipped {len(meta['skipped'])} configurations: the {args.budget_s:g} s "
               "budget was spent")
-    print(f"saved {path}")
-    return 0
+    env = bench.environment
+    return bench.report(f"{env['gpu'] or env['cpu']}, torch {env['torch']}, triton "
+                        f"{triton.__version__}; copy bandwidth {copy_gbs:.0f} GB/s")
 
 
 if __name__ == "__main__":

@@ -1,101 +1,38 @@
-"""Augmenting loader throughput: images/s per backend x preset x batch size, against the seed's
-way (torchvision transforms per PIL image in a DataLoader with worker processes).
+"""Loader throughput: the augmenting loaders' images/s, and how long loading CIFAR-10 takes.
 
-    python -m benchmarks.loader_throughput --device cuda [--images 200000] [--data-dir data]
-    python -m benchmarks.loader_throughput --device cpu --images 3000 --batch-sizes 100 512 1024
+    python -m benchmarks.loader_throughput [augment] --device cuda [--images 200000] [--data-dir D]
+    python -m benchmarks.loader_throughput augment --device cpu --images 3000 --batch-sizes 100 512
+    python -m benchmarks.loader_throughput load --data-dir data [--repeats 5]
 
-Times full passes of ``make_loader`` (gather, augment, normalise, dtype/layout) after one warm-up
-batch, synchronising CUDA before reading the clock. Prints a table and writes
-benchmarks/results/loader_throughput_<device>.json (with the machine it ran on).
+augment (the default): images/s per backend x preset x batch size of ``make_loader`` (gather,
+augment, normalise, dtype/layout), against the seed's way (torchvision transforms per PIL image in
+a DataLoader with worker processes), after one warm-up batch, the device synchronised before and
+after. Writes results/loader_throughput_<device>.json.
+
+load: CIFAR-10 from disk, cold (decode the batch files; the cache dropped first) against cached
+(the .npz), alternating, --repeats times each. Writes results/data_load.json.
 """
 
 import argparse
+import math
+import statistics
 import sys
-import time
 
 import torch
 
-from benchmarks._common import command, environment, print_table, save_result
-from fastcifar.augment import PRESETS, AugmentSpec, make_loader
-from fastcifar.data.synthetic import make_arrays
-from fastcifar.engine import synchronize
+from benchmarks.harness import Bench, command, refuse, subcommands
+from benchmarks.workloads import batches, torchvision_loader, training_images
+from fastcifar.augment import PRESETS, make_loader
+from fastcifar.data import DataError, load_cifar10
+from fastcifar.data.cache import CACHE_NAME
+
+EPILOG = ("subcommands: augment (the default), load; "
+          f"{command(__file__)} SUBCOMMAND --help for each one's flags")
 
 
-def time_loader(images, labels, spec, batch_size, backend, device, n_images, dtype):
-    """images/s of make_loader over about ``n_images`` training images (whole batches)."""
-    loader = make_loader(images, labels, spec, batch_size, train=True, backend=backend,
-                         device=device, dtype=dtype)
-    next(iter(loader))  # warm-up: allocations, first kernels, pipeline start
-    synchronize(torch.device(device))
-    done, start = 0, time.perf_counter()
-    while done < n_images:
-        for x, _ in loader:
-            done += len(x)
-            if done >= n_images:
-                break
-    synchronize(torch.device(device))
-    return done / (time.perf_counter() - start)
-
-
-def torchvision_pipeline(spec: AugmentSpec):
-    """The report's torchvision transforms for ``spec`` (flip, affine, crop, jitter, normalise)."""
-    from torchvision.transforms import v2
-
-    steps = []
-    if spec.flip_p:
-        steps.append(v2.RandomHorizontalFlip(spec.flip_p))
-    if spec.degrees or any(spec.translate):
-        steps.append(v2.RandomAffine(spec.degrees, translate=spec.translate))
-    if spec.crop_padding:
-        steps.append(v2.RandomCrop(32, padding=spec.crop_padding))
-    if spec.resized_crop_scale is not None:
-        steps.append(v2.RandomResizedCrop(32, scale=spec.resized_crop_scale,
-                                          ratio=spec.resized_crop_ratio))
-    if spec.jitter:
-        steps.append(v2.ColorJitter(spec.brightness, spec.contrast, spec.saturation, spec.hue))
-    steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
-              v2.Normalize(spec.mean, spec.std)]
-    return v2.Compose(steps)
-
-
-class _PilDataset(torch.utils.data.Dataset):
-    """uint8 arrays served as PIL images through a transform, as torchvision's CIFAR10 does."""
-
-    def __init__(self, images, labels, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
-def time_torchvision(images, labels, spec, batch_size, workers, device, n_images):
-    """images/s of the seed's DataLoader, batches moved to ``device`` (channels_last)."""
-    dataset = _PilDataset(images, labels, torchvision_pipeline(spec))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                         num_workers=workers, drop_last=True,
-                                         persistent_workers=workers > 0,
-                                         pin_memory=torch.device(device).type == "cuda")
-    it = iter(loader)
-    next(it)  # warm-up: worker start
-    done, start = 0, time.perf_counter()
-    while done < n_images:
-        for x, _ in it:
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            done += len(x)
-            if done >= n_images:
-                break
-        it = iter(loader)
-    synchronize(torch.device(device))
-    return done / (time.perf_counter() - start)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=command(__file__), description=__doc__.splitlines()[0])
+def augment(argv, prog) -> int:
+    parser = argparse.ArgumentParser(prog=prog, epilog=EPILOG, description="Augmenting loader "
+                                     "images/s per backend x preset x batch size.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--backends", nargs="+", default=["torch", "dali", "torchvision"])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
@@ -108,18 +45,16 @@ def main(argv=None) -> int:
     parser.add_argument("--bf16", action="store_true", help="yield bfloat16 batches")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
-
-    if args.data_dir:
-        from fastcifar.data import load_cifar10
-
-        data = load_cifar10(args.data_dir, download=False)
-        images, labels, source = data.train_images, data.train_labels, str(data.folder)
-    else:
-        images, labels = make_arrays(args.dataset_size, seed=0)
-        source = f"synthetic ({args.dataset_size} images)"
-    backends = list(args.backends)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return refuse("--device cuda, but torch sees no CUDA device; use --device cpu")
+    try:  # the whole training set with --data-dir
+        images, labels, source = training_images(args.data_dir, None if args.data_dir else
+                                                 args.dataset_size)
+    except DataError as err:
+        return refuse(str(err))
     dali_version = None
-    if "dali" in backends:
+    if "dali" in args.backends:
         from fastcifar.augment.dali import require_dali
 
         try:
@@ -127,37 +62,80 @@ def main(argv=None) -> int:
         except ImportError as err:
             # asked for and missing is an error: a table without its DALI rows must not pass
             # for a finished measurement (pass --backends torch to measure without it)
-            print(f"error: --backends dali: {err}", file=sys.stderr)
-            return 2
+            return refuse(f"--backends dali: {err}")
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    env = environment()
-    where = env["gpu"] if torch.device(args.device).type == "cuda" else \
-        f"{env['cpu']} ({env['cpu_cores']} cores)"
-    name = f"loader_throughput_{torch.device(args.device).type}"
-    payload = {"device": args.device, "where": where, "data": source,
-               "images_per_setting": args.images, "torchvision_workers": args.workers,
-               "dtype": str(dtype), "dali": dali_version,
-               "timing": "whole passes after one warm-up batch, device synchronised"}
-    rows = []
-    for backend in backends:
+
+    def setup(row):
+        spec, bs = PRESETS[row["preset"]], row["batch_size"]
+        if row["backend"] == "torchvision":
+            loader = torchvision_loader(images, labels, spec, bs, args.workers, device)
+        else:
+            loader = make_loader(images, labels, spec, bs, train=True, backend=row["backend"],
+                                 device=device, dtype=dtype)
+        stream = batches(loader, device)
+        return (lambda: next(stream)), bs
+
+    bench = Bench(f"loader_throughput_{device.type}", prog, argv, vars(args),
+                  ["backend", "preset", "batch_size", "images_per_s"], device=device,
+                  out=args.out)
+    env = bench.environment
+    where = env["gpu"] if device.type == "cuda" else f"{env['cpu']} ({env['cpu_cores']} cores)"
+    bench.meta = {"device": args.device, "where": where, "data": source,
+                  "images_per_setting": args.images, "torchvision_workers": args.workers,
+                  "dtype": str(dtype), "dali": dali_version,
+                  "timing": "whole batches after one warm-up batch, device synchronised"}
+    for backend in args.backends:
         for preset in args.presets:
             for bs in args.batch_sizes:
-                if backend == "torchvision":
-                    rate = time_torchvision(images, labels, PRESETS[preset], bs, args.workers,
-                                            args.device, args.images)
-                else:
-                    rate = time_loader(images, labels, PRESETS[preset], bs, backend,
-                                       args.device, args.images, dtype)
-                rows.append({"backend": backend, "preset": preset, "batch_size": bs,
-                             "images_per_s": round(rate)})
-                print_row = rows[-1]
-                print(f"  {backend:11s} {preset:26s} bs {bs:5d}: {print_row['images_per_s']:>9,} "
-                      "images/s", flush=True)
-                saved = save_result(name, payload | {"rows": rows}, args.out)
-    print(f"\nloader throughput on {args.device}: {where}; data {source}")
-    print_table(rows, ["backend", "preset", "batch_size", "images_per_s"])
-    print(f"saved {saved}")
-    return 0
+                bench.run([{"backend": backend, "preset": preset, "batch_size": bs}], setup,
+                          steps=math.ceil(args.images / bs), warmup=1)
+    return bench.report(f"loader throughput on {args.device}: {where}; data {source}")
+
+
+def load(argv, prog) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="How long loading CIFAR-10 takes: "
+                                     "cold (decode the batch files) vs cached (.npz).",
+                                     epilog=EPILOG)
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of each (default 5)")
+    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    try:
+        load_cifar10(args.data_dir, download=False)
+    except DataError as err:
+        return refuse(str(err))
+
+    def setup(row):
+        if row["load"] == "cold":  # drop the cache so the batch files are decoded again
+            folder = load_cifar10(args.data_dir, download=False, cache=False).folder
+            (folder / CACHE_NAME).unlink(missing_ok=True)
+
+        def work():
+            data = load_cifar10(args.data_dir, download=False)
+            if data.from_cache != (row["load"] == "cached"):
+                raise RuntimeError(f"a {row['load']} load, but from_cache={data.from_cache}")
+        return work, 1
+
+    def spread(rounds):
+        times = [r["seconds"] for r in rounds]
+        return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
+                "max_s": round(max(times), 3), "repeats": len(times)}
+
+    bench = Bench("data_load", prog, argv, vars(args),
+                  ["load", "median_s", "min_s", "max_s", "repeats"], out=args.out, unit=None,
+                  meta={"data_dir": args.data_dir})
+    bench.run([{"load": "cold"}, {"load": "cached"}], setup, rounds=args.repeats, reduce=spread)
+    env = bench.environment
+    return bench.report(f"CIFAR-10 load times, {env['cpu']} ({env['cpu_cores']} cores), "
+                        f"from {args.data_dir}")
+
+
+MAINS = {"augment": augment, "load": load}
+SUBCOMMANDS = tuple(MAINS)
+
+
+def main(argv=None) -> int:
+    return subcommands(command(__file__), MAINS, argv)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import command, environment, print_table, save_result
+from benchmarks.harness import command, print_table, save_result
 from fastcifar import train
+from fastcifar.env import environment
 from fastcifar.launch import read_run
 
 BASELINE = ["--amp", "off", "--channels-last", "off", "--compile", "off", "--bn-relu", "eager",

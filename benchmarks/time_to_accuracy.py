@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import command, save_result
+from benchmarks.harness import command, save_result
 from fastcifar.launch import read_run
 from fastcifar.sweep import Children, execute, forwarding, markdown, plan_runs, summarize
 

@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks._common import command, save_result
+from benchmarks.harness import command, save_result
 from fastcifar.launch import UNATTENDED, read_history, train_in_child
 
 

@@ -122,13 +122,13 @@ print(applied, plain, faults())
 def test_cpu_malloc_benchmark_compares_both_settings(tmp_path):
     import json
 
-    from benchmarks import cpu_malloc as bench
+    from benchmarks import train_throughput as bench
 
-    assert bench.main(["--model", "cnn", "--batches", "8", "--steps", "1", "--warmup", "1",
-                       "--rounds", "1", "--out", str(tmp_path)]) == 0
+    assert bench.main(["malloc", "--model", "cnn", "--batches", "8", "--steps", "1",
+                       "--warmup", "1", "--rounds", "1", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "cpu_malloc.json").read_text())["rows"]
     assert [(r["batch"], r["cpu_malloc"]) for r in rows] == [(8, "default"), (8, "keep")]
     assert all(r["train_images_per_s"] > 0 and r["eval_images_per_s"] > 0 for r in rows)
     assert rows[-1]["train_speedup"] == round(
         rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"], 2)
-    assert bench.main(["--batches", "big"]) == 2
+    assert bench.main(["malloc", "--batches", "big"]) == 2

@@ -19,8 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks._common import RESULTS, print_table, save_result
 from benchmarks.airbench import command
+from benchmarks.harness import RESULTS, print_table, save_result
 from fastcifar.launch import UNATTENDED, read_run, start_or_continue, train_in_child
 from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS
 

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import print_table, save_result
 from benchmarks.airbench import command, rerun_argv
 from benchmarks.airbench.peer import airbench_data_folder, airbench_own_seconds
+from benchmarks.harness import print_table, save_result
 from fastcifar.launch import UNATTENDED, read_run, train_command, train_in_child
 
 AIRBENCH_API = ("warmup94", "train94", "CifarLoader", "evaluate")

@@ -17,9 +17,9 @@ import sys
 
 import torch
 
-from benchmarks._common import print_table, save_result
 from benchmarks.airbench import command
 from benchmarks.airbench.peer import airbench_data_folder, run_airbench_cpu
+from benchmarks.harness import print_table, save_result
 
 
 def main(argv=None) -> int:

@@ -27,10 +27,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._common import RESULTS, print_table, save_result
 from benchmarks.airbench import command, rerun_argv
 from benchmarks.airbench.accuracy import train_child
 from benchmarks.airbench.peer import airbench_data_folder, run_airbench_cpu
+from benchmarks.harness import RESULTS, print_table, save_result
 from fastcifar.launch import read_run
 from fastcifar.recipes import RACE_RECIPE
 

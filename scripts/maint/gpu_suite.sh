@@ -189,7 +189,7 @@ step data_check 30 $py -m fastcifar.data --no-download --data-dir "$data"
 step gpu_tests 90 $py -m pytest -q -p no:cacheprovider -rfEs "${xdist[@]}" \
   --junitxml="$work/gpu_tests.xml" -m "$tests_m" tests
 # resnet_final's training throughput from the seed's way to the fast path, one switch at a time
-step train_throughput 75 $py -m benchmarks.train_throughput "${tt[@]}" --data-dir "$data" --out "$work"
+step train_throughput 75 $py -m benchmarks.train_throughput ladder "${tt[@]}" --data-dir "$data" --out "$work"
 # airbench94, then the fast recipe (seed 0) with its time to 86-94 %: each in its own process
 step vs_airbench_fast 240 $py -m benchmarks.airbench accuracy --data-dir "$data" --recipe fast --runs 1 \
   --name vs_airbench-fast --work "$work/fast" --out "$work" -- "${tiny[@]}"
@@ -197,7 +197,7 @@ step vs_airbench_fast 240 $py -m benchmarks.airbench accuracy --data-dir "$data"
 step kernel_bn_relu 55 "${kernel_env[@]}" $py -m benchmarks.kernel_bn_relu "${kb[@]}" --out "$work"
 
 # ---- call 2: the rest, in order of value, until the call's time is spent ------------------
-step loader_throughput 45 $py -m benchmarks.loader_throughput "${lt[@]}" --backends torch "${dali[@]}" \
+step loader_throughput 45 $py -m benchmarks.loader_throughput augment "${lt[@]}" --backends torch "${dali[@]}" \
   --data-dir "$data" --out "$work"
 # muon8 (airbench94_muon's recipe: Muon for the conv filters, 8 epochs) is the recipe we race
 # airbench94 with (the torch loader: DALI pads crops with zeros, muon8 mirrors); each run's JSON
@@ -209,7 +209,7 @@ step torchrun_overhead 40 $py -m benchmarks.torchrun_overhead --data-dir "$data"
   --work "$work/torchrun" --out "$work"
 step train_row6_3ep 60 $py -m fastcifar.train --recipe row6_resnet_final "${row6[@]}" --data-dir "$data" \
   --no-download --no-figures --out "$work/row6_3ep"
-step loader_torchvision 30 $py -m benchmarks.loader_throughput "${tv[@]}" --backends torchvision \
+step loader_torchvision 30 $py -m benchmarks.loader_throughput augment "${tv[@]}" --backends torchvision \
   --data-dir "$data" --out "$work/torchvision"
 step fast_seeds 170 $py -m benchmarks.time_to_accuracy --recipe fast --seeds "${fast_seeds[@]}" \
   --work "$work/fast" --out "$work" -- --data-dir "$data" --no-download "${tiny[@]}"

@@ -9,8 +9,9 @@
 fastcifar.run.fit does exactly this, with checkpoints and the run folder around it.
 
 The path of one batch: the loader (fastcifar.augment) yields (x, y) already augmented on the
-device -> ``train_epoch``: forward under autocast, cross entropy, backward through the GradScaler,
-optimizer step, the per-step one-cycle schedule, the EMA -> after the epoch ``run_epoch``
+device -> ``train_epoch`` -> ``train_step``: forward under autocast, cross entropy, backward
+through the GradScaler, optimizer step, the per-step one-cycle schedule, the EMA -> after the
+epoch ``run_epoch``
 evaluates and steps the per-epoch plateau schedule. Loss and accuracy are summed on the device
 and read back only every ``check_every`` steps and at the end of the epoch, so a CUDA step never
 waits for the host; a non-finite loss stops the run at the next read-back (NonFiniteLoss).
@@ -40,8 +41,8 @@ FIT_SAMPLE = 5000  # training images a data-initialised layer is fitted to
 
 __all__ = ["TTA_MODES", "DeviceTimer", "EpochSoFar", "NonFiniteLoss", "Speed", "TrainState",
            "compile_model", "evaluate", "make_loaders", "make_optimizer", "make_schedules",
-           "resolve_switches", "run_epoch",
-           "synchronize", "train_epoch", "tta_logits"]
+           "resolve_switches", "run_epoch", "synchronize", "train_epoch", "train_step",
+           "tta_logits"]
 
 
 # ---- the device and its speed switches -------------------------------------------------------
@@ -370,19 +371,17 @@ class EpochSoFar:
 
 def train_epoch(state: TrainState, epoch: int, hook=None, resume_from: EpochSoFar | None = None
                 ) -> dict:
-    """One pass over the training loader: forward under autocast, cross entropy, backward
-    through the GradScaler, optimizer step, the per-step schedule, the EMA. Returns loss,
-    accuracy (%), images and training seconds.
+    """One pass over the training loader, ``train_step`` on each batch, the loss and accuracy
+    summed on the device. Returns loss, accuracy (%), images and training seconds.
 
     ``hook(epoch, steps_done, so_far)`` is called after every step; ``so_far()`` checks the loss
     is finite and gives the EpochSoFar a mid-epoch checkpoint holds. ``resume_from`` is one:
     the batches before it are drawn and skipped (an epoch's order and augmentation are a pure
     function of the seed and the epoch), so the resumed epoch ends as an uninterrupted one.
     """
-    model, optimizer, scaler, loader = state.step_model, state.optimizer, state.scaler, \
-        state.loaders[0]
-    device = next(model.parameters()).device
-    model.train()
+    loader = state.loaders[0]
+    device = next(state.model.parameters()).device
+    state.step_model.train()
     done = resume_from or EpochSoFar(0, torch.zeros((), device=device),
                                      torch.zeros((), dtype=torch.long, device=device), 0, 0.0)
     loss_sum, correct = done.loss_sum.to(device, copy=True), done.correct.to(device, copy=True)
@@ -403,19 +402,7 @@ def train_epoch(state: TrainState, epoch: int, hook=None, resume_from: EpochSoFa
         if step < done.step:  # trained before the checkpoint this epoch resumes from
             bar.update(1)
             continue
-        with torch.autocast(device.type, dtype=state.amp_dtype,
-                            enabled=state.amp_dtype is not None):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=state.recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # a disabled scaler is the identity
-        scaler.step(optimizer)
-        scaler.update()
-        if state.lr_schedule is not None:
-            state.lr_schedule.step()
-        if state.ema is not None:
-            state.ema.update(state.model, step, global_step=epoch * len(loader) + step)
-
+        loss, logits = train_step(state, x, y, step, epoch * len(loader) + step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
@@ -435,6 +422,25 @@ def train_epoch(state: TrainState, epoch: int, hook=None, resume_from: EpochSoFa
     images_or_1 = max(images, 1)
     return {"loss": loss_sum.item() / images_or_1, "acc": 100.0 * correct.item() / images_or_1,
             "images": images, "seconds": seconds}
+
+
+def train_step(state: TrainState, x: torch.Tensor, y: torch.Tensor, step: int,
+               global_step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on the batch (x, y): forward under autocast, cross entropy, backward through
+    the GradScaler, optimizer step, the per-step schedule, the EMA. (loss, logits), on the
+    device: nothing is read back."""
+    with torch.autocast(x.device.type, dtype=state.amp_dtype, enabled=state.amp_dtype is not None):
+        logits = state.step_model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=state.recipe.label_smoothing)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()  # a disabled scaler is the identity
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    if state.lr_schedule is not None:
+        state.lr_schedule.step()
+    if state.ema is not None:
+        state.ema.update(state.model, step, global_step=global_step)
+    return loss, logits
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:

@@ -251,6 +251,16 @@ class _Run:
     start: int = 0  # epochs done before this process
     resume_from: EpochSoFar | None = None  # the part of epoch start + 1 done before
 
+    def restore(self, state: dict) -> None:
+        """Where a last.pt left off: the TrainState, the RNGs, the history, the part-done epoch."""
+        self.train.load_state_dict(state)
+        restore_rng(state, self.device)
+        self.history, self.best, self.start = state["history"], state["best"], state["epoch"]
+        self.resume_from = EpochSoFar.from_checkpoint(state)
+        step = self.resume_from.step if self.resume_from else 0
+        self.say(f"resuming {self.out} after epoch {self.start}"
+                 + (f" and {step} steps of epoch {self.start + 1}" if step else ""))
+
     def say(self, *parts) -> None:
         if self.report:
             self.report.say(*parts)
@@ -337,13 +347,7 @@ def _prepare(recipe: Recipe, config: dict, out: Path, options: RunOptions, state
               "training uncompiled (--compile off)", file=sys.stderr)
     run = _Run(recipe, config, out, device, train, report, options.figures)
     if state is not None:
-        train.load_state_dict(state)
-        restore_rng(state, device)
-        run.history, run.best, run.start = state["history"], state["best"], state["epoch"]
-        run.resume_from = EpochSoFar.from_checkpoint(state)
-        step = run.resume_from.step if run.resume_from else 0
-        say(f"resuming {out} after epoch {run.start}"
-            + (f" and {step} steps of epoch {run.start + 1}" if step else ""))
+        run.restore(state)
     n_params = sum(p.numel() for p in train.model.parameters())
     run.config = config | {"data_dir": str(Path(data.folder).resolve()),  # --resume reads it
                            "model_parameters": n_params, "device": str(device),

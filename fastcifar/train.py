@@ -37,6 +37,7 @@ def get_args_parser(recipe_cls: type = Recipe) -> argparse.ArgumentParser:
     recipes = "\n".join(f"  {r.name:24s} {r.model:15s} {r.description}" for r in RECIPES.values())
     parser = argparse.ArgumentParser(
         prog="python -m fastcifar.train", description=__doc__.split("\n\n")[0],
+        usage="%(prog)s (--model NAME | --recipe NAME | --resume DIR) [flags; see --help]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"models: {', '.join(list_models())}\n\nrecipes:\n{recipes}")
     what = parser.add_argument_group("what to train (every recipe field can be overridden)")

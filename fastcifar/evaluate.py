@@ -20,14 +20,14 @@ from .fields import ConfigError
 from .lifecycle import run_cli
 from .metrics import per_class_accuracy
 from .models import create_model, list_models, parse_model_options
-from .options import RunOptions
+from .options import FIELDS, RunOptions
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastcifar.evaluate", description=__doc__)
     parser.add_argument("run", nargs="?", help="a run folder (its best.pt is evaluated)")
     parser.add_argument("--checkpoint", help="a checkpoint file (best.pt or last.pt)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=FIELDS["device"].metadata["choices"], default="auto")
     parser.add_argument("--batch-size", type=int, default=500)
     add_data_flags(parser)
     return parser

@@ -405,3 +405,17 @@ def test_a_sweep_into_a_closed_pipe_finishes(data_dir, tmp_path):
     proc.stderr.close()
     assert proc.wait(timeout=240) == 0
     assert (out / "sweep.json").is_file() and (out / "base_seed0" / "summary.json").is_file()
+
+
+def test_a_continued_sweep_run_takes_only_the_flags_resume_honours():
+    from fastcifar import sweep
+
+    argv = ["--model", "cnn", "--epochs", "3", "--seed", "1", "--amp", "bf16", "--data-dir", "D",
+            "--no-download", "--no-figures", "--stop-after", "1", "--sync-bn", "--lr", "0.1"]
+    flags = sweep.resume_flags(argv)
+    # the run's own settings (seed, amp, the recipe) are in its config.json: never passed again
+    assert not {"--seed", "--amp", "--lr", "--model"} & set(flags)
+    args = train.get_args_parser().parse_args(["--resume", "R", *flags])
+    assert (args.epochs, args.data_dir, args.download, args.figures, args.stop_after,
+            args.sync_bn) == (3, "D", False, False, 1, True)
+    assert sweep.resume_flags(["--model", "cnn"]) == []  # nothing named, nothing passed

@@ -4,6 +4,7 @@ the CLI runs, every model honours or refuses --bn-relu, and no two modules impor
 import ast
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,17 @@ def test_no_two_modules_import_each_other():
     assert circles == []
     assert ("fastcifar.augment.dali", "fastcifar.augment.loader") not in {
         (a, b) for a in graph for b in graph[a]}
+
+
+@pytest.mark.parametrize("bad, names", [
+    ({"amp": "fp8"}, "amp must be one of auto, bf16, fp16, off"),
+    ({"loader": "ffcv"}, "loader must be one of"),
+    ({"checkpoint_minutes": float("nan")}, "checkpoint_minutes must be a number, not nan"),
+    ({"seed": 2**32}, "seed must be in [0, 2**32)"),
+    ({"train_subset": 0}, "train_subset must be at least 1"),
+    ({"stop_after_steps": -1}, "stop_after_steps must be >= 0"),
+])
+def test_run_options_check_their_values_for_python_callers_too(bad, names):
+    # the CLI's choices never reach these checks: fit() from a notebook relies on them alone
+    with pytest.raises(ConfigError, match=re.escape(names)):
+        fastcifar.RunOptions(**bad)

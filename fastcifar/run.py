@@ -70,21 +70,23 @@ class FitResult:
 
 def fit(recipe: str | Recipe | None = None, **kwargs) -> FitResult:
     """Train ``recipe`` (a name in fastcifar.recipes.RECIPES, or a Recipe); ``kwargs`` are Recipe
-    fields to override (``epochs=2``) and RunOptions (``out=``, ``device=``, ``resume=``...).
+    fields to override (``epochs=2``) and RunOptions (``out=``, ``device=``, ``resume=``...);
+    one left at None is not given.
 
     Raises ConfigError (a bad value, before any data loads), DataError, CheckpointError, and
     lifecycle.Interrupted for a stop signal during start-up (the run folder is then removed)."""
+    named = {k: v for k, v in kwargs.items() if v is not None}  # None: not given, as a flag
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
-    overrides = {k: v for k, v in kwargs.items() if k in recipe_fields and v is not None}
-    options = RunOptions(**{k: v for k, v in kwargs.items() if k not in recipe_fields})
+    overrides = {k: v for k, v in named.items() if k in recipe_fields}
+    options = RunOptions(**{k: v for k, v in named.items() if k not in recipe_fields})
     with Stopper() as stop:
         folder = None
         try:
             if options.resume:
-                check_request(recipe, overrides, kwargs)
+                check_request(recipe, overrides, named)
                 folder = _open_folder(Path(options.resume), resume=True)
                 state = load_resume(Path(options.resume))
-                recipe, config, options = resumed(state, overrides, options, kwargs)
+                recipe, config, options = resumed(state, overrides, options, named)
                 out = Path(options.resume)
             else:
                 state, (recipe, config) = None, _new_run(recipe, overrides, options)

@@ -118,6 +118,10 @@ def test_fit_returns_what_the_cli_writes(tmp_path):
         "recipe"]
     assert set(result.paths) == {"best.pt", "config.json", "last.pt", "metrics.jsonl",
                                  "summary.json"}
+    # a keyword left at None is not given, as a flag left out: the recorded seed and folder stay
+    more = fastcifar.fit(resume=result.out, epochs=3, out=None, seed=None, val_split=None,
+                         quiet=True)
+    assert more.status == "finished" and more.epochs_done == 3 and more.out == result.out
 
 
 def learned(rows):

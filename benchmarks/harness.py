@@ -68,10 +68,18 @@ def write_json(path: Path, payload: dict) -> Path:
     return path
 
 
-def save_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:
-    """``payload`` plus the machine, to ``<out_dir>/<name>.json`` (default results/)."""
+def invocation(prog: str, argv) -> str:
+    """The command line that made a result (``argv`` None: this process's own arguments)."""
+    return " ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+
+
+def save_result(name: str, payload: dict, out_dir: Path | None = None, *, command: str,
+                settings: dict) -> Path:
+    """``payload`` with the machine and how it was made, to ``<out_dir>/<name>.json`` (default
+    results/): a number is only worth what says where and how it was measured."""
     return write_json(Path(out_dir or RESULTS) / f"{name}.json",
-                      {"environment": environment(), **payload})
+                      {"environment": environment(), "command": command, "settings": settings,
+                       **payload})
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
@@ -126,7 +134,7 @@ class Bench:
     def __init__(self, name, prog, argv, settings, columns, *, meta=None, out=None,
                  device=CPU, unit="images_per_s"):
         self.path = Path(out or RESULTS) / f"{name}.json"
-        self.command = " ".join([prog, *map(shlex.quote, argv or [])])
+        self.command = invocation(prog, argv)
         self.settings, self.columns = settings, list(columns)
         self.meta = {} if meta is None else meta  # shared: a caller may update it between saves
         self.device, self.unit = torch.device(device), unit

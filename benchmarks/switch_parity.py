@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import command, print_table, save_result
+from benchmarks.harness import command, invocation, print_table, save_result
 from fastcifar import train
 from fastcifar.env import environment
 from fastcifar.launch import read_run
@@ -95,11 +95,12 @@ def main(argv=None) -> int:
           f"{env['gpu'] or env['cpu']}: baseline {mean:.2f} +- {spread:.2f} % (n={len(base)})")
     print_table(rows, ["run", "seed", "test_acc", "delta_vs_baseline_mean", "within_2_std",
                        "train_seconds", "compile_seconds", "note"])
-    payload = {"settings": vars(args), "baseline_mean": mean, "baseline_std": spread,
-               "rows": rows}
+    payload = {"baseline_mean": mean, "baseline_std": spread, "rows": rows}
     name = f"switch_parity-{args.device}" if args.recipe == "fast" else \
         f"switch_parity-{args.recipe}-{args.device}"
-    print(f"saved {save_result(name, payload, args.out)}")
+    saved = save_result(name, payload, args.out, command=invocation(parser.prog, argv),
+                        settings=vars(args))
+    print(f"saved {saved}")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import command, save_result
+from benchmarks.harness import command, invocation, save_result
 from fastcifar.launch import read_run
 from fastcifar.sweep import Children, execute, forwarding, markdown, plan_runs, summarize
 
@@ -49,13 +49,13 @@ def main(argv=None) -> int:
     with forwarding(children):
         for run in runs:  # one at a time, saving after each: a time limit loses one seed at most
             execute([run], work, jobs=1, devices=None, children=children)
-            finished = save(args, runs, extra, device)
+            finished = save(args, runs, extra, device, invocation(parser.prog, argv))
     print(f"{args.recipe}: {finished} of {len(runs)} runs finished ({device})")
     print(markdown(summarize([r for r in runs if "rc" in r])))
     return 0 if finished == len(runs) else 1
 
 
-def save(args, runs, extra, device) -> int:
+def save(args, runs, extra, device, how: str) -> int:
     done = [r for r in runs if "rc" in r]
     rows = summarize(done)
     per_seed = [read_run(r["dir"]).summary for r in done if r["rc"] == 0]
@@ -64,7 +64,8 @@ def save(args, runs, extra, device) -> int:
                          "markdown": markdown(rows), "runs": per_seed,
                          "pending_seeds": [r["seed"] for r in runs if "rc" not in r],
                          "timing": "training steps only (compile and per-epoch evaluation "
-                                   "excluded); CUDA events on a GPU"}, args.out)
+                                   "excluded); CUDA events on a GPU"}, args.out,
+                        command=how, settings=vars(args))
     print(f"saved {saved}", flush=True)
     return len(per_seed)
 

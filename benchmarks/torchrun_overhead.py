@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.harness import command, save_result
+from benchmarks.harness import command, invocation, save_result
 from fastcifar.launch import UNATTENDED, read_history, train_in_child
 
 
@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                         ("torchrun slower" if ratio < 1 else "torchrun faster")}
             print(f"torchrun 1 rank / plain: {ratio:.3f} (plain runs differ by "
                   f"{payload['plain_spread']:.1%}): {payload['verdict']}")
-        saved = save_result("torchrun_overhead", payload, args.out)
+        saved = save_result("torchrun_overhead", payload, args.out,
+                            command=invocation(parser.prog, argv), settings=vars(args))
     print(f"saved {saved}")
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 

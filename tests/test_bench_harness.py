@@ -2,12 +2,14 @@
 after every row, alternating rounds and their median, a failing row kept (not fatal), the table,
 the timing of warm-up and timed calls, and the subcommand dispatch."""
 
+import ast
 import json
 import time
 
 import pytest
 
-from benchmarks.harness import Bench, Skip, median_of, subcommands
+from benchmarks.harness import Bench, Skip, median_of, save_result, subcommands
+from conftest import REPO
 
 
 def _bench(tmp_path, **kw):
@@ -129,3 +131,25 @@ def test_an_unknown_subcommand_is_one_error_line(capsys):
     assert subcommands("prog", {"first": lambda a, p: 0}, ["third"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown subcommand 'third'") and len(err.splitlines()) == 1
+
+
+def test_a_result_outside_the_harness_says_how_it_was_made(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["toy", "--seeds", "0,1", "--", "--epochs", "2"])
+    from benchmarks.harness import invocation
+
+    path = save_result("race", {"rows": []}, tmp_path, settings={"seeds": "0,1"},
+                       command=invocation("python -m benchmarks.airbench race", None))
+    saved = json.loads(path.read_text())
+    assert saved["command"] == "python -m benchmarks.airbench race --seeds 0,1 -- --epochs 2"
+    assert saved["settings"] == {"seeds": "0,1"} and "cpu" in saved["environment"]
+
+
+def test_every_benchmark_saving_a_result_names_its_command_and_settings():
+    callers = 0
+    for path in (REPO / "benchmarks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "save_result":
+                callers += 1
+                named = {k.arg for k in node.keywords}
+                assert {"command", "settings"} <= named, f"{path.name}:{node.lineno}"
+    assert callers >= 7

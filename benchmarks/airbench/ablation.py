@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.airbench import command
-from benchmarks.harness import RESULTS, print_table, save_result
+from benchmarks.harness import RESULTS, invocation, print_table, save_result
 from fastcifar.launch import UNATTENDED, read_run, start_or_continue, train_in_child
 from fastcifar.recipes import ABLATION_BASE, AIRBENCH94_PARTS
 
@@ -143,7 +143,8 @@ def main(argv=None) -> int:
                 "data_name": "CIFAR-10 (JPEG q75 copy)", "recipe": args.recipe,
                 "parts": PARTS, "timing": "race_seconds: whitening fit + training + final TTA "
                 "pass (race_airbench_cpu.py's convention), wall clock on the CPU",
-                "table": table(rows), "rows": rows}, args.out)
+                "table": table(rows), "rows": rows}, args.out,
+                command=invocation(parser.prog, argv), settings=vars(args))
     print_table(table(rows), ["variant", "seeds", "test_acc", "std", "race_seconds"])
     print(f"saved {saved}")
     return 1 if any("error" in r for r in rows) else 0

@@ -38,7 +38,7 @@ import torch
 
 from benchmarks.airbench import command, rerun_argv
 from benchmarks.airbench.peer import airbench_data_folder, airbench_own_seconds
-from benchmarks.harness import print_table, save_result
+from benchmarks.harness import invocation, print_table, save_result
 from fastcifar.launch import UNATTENDED, read_run, train_command, train_in_child
 
 AIRBENCH_API = ("warmup94", "train94", "CifarLoader", "evaluate")
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
             "timing": "airbench: its own total_time_seconds (CUDA events: whitening init + "
                       "training, evaluation excluded); ours: train_seconds_total (CUDA events "
                       "around training steps; compile and per-epoch evaluation excluded)"},
-            args.out)
+            args.out, command=invocation(parser.prog, argv), settings=vars(args))
 
     with airbench_data_folder(args.data_dir) as scratch:
         work = Path(args.work) if args.work else scratch

@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.airbench import command
 from benchmarks.airbench.peer import airbench_data_folder, run_airbench_cpu
-from benchmarks.harness import print_table, save_result
+from benchmarks.harness import invocation, print_table, save_result
 
 
 def main(argv=None) -> int:
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     path = save_result(f"airbench{args.trainer}-cpu",
                        {"data": str(args.data_dir), "data_name": args.data_name,
                         "hardware": hardware,
-                        "epochs": args.epochs or "airbench default", "rows": rows}, args.out)
+                        "epochs": args.epochs or "airbench default", "rows": rows}, args.out,
+                       command=invocation(parser.prog, argv), settings=vars(args))
     print(f"saved {path}")
     return 0

@@ -30,7 +30,7 @@ from pathlib import Path
 from benchmarks.airbench import command, rerun_argv
 from benchmarks.airbench.accuracy import train_child
 from benchmarks.airbench.peer import airbench_data_folder, run_airbench_cpu
-from benchmarks.harness import RESULTS, print_table, save_result
+from benchmarks.harness import RESULTS, invocation, print_table, save_result
 from fastcifar.launch import read_run
 from fastcifar.recipes import RACE_RECIPE
 
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
             "data_name": args.data_name, "data_dir": args.data_dir, "recipe": args.recipe,
             "train_flags": extra, "seeds": seeds, "airbench_epochs": args.airbench_epochs,
             "timing": TIMING, "summary": summarize(rows, args.target_ratio), "rows": rows},
-            args.out)
+            args.out, command=invocation(parser.prog, argv), settings=vars(args))
 
     with airbench_data_folder(args.data_dir) as scratch:
         for i, seed in enumerate(seeds):

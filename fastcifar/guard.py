@@ -122,11 +122,14 @@ class RunGuard:
         self.say(estimate(per_step, spe, (self.plan.epochs - epoch) * spe - step))
 
     def _disk_full(self, err: OSError) -> str:
-        out, saved = self.plan.out, self.saved_epoch
-        held = (f"{out / 'last.pt'} still holds epoch {saved} and best.pt the best epoch before "
-                "it" if saved else "no epoch had been saved yet")
-        fix = f"free some space, then --resume {out}" if saved else \
-            "free some space and start again"
+        out, epoch, step = self.plan.out, self.saved_epoch, self.saved_step
+        if epoch or step:  # a mid-epoch last.pt resumes too, also in the first epoch
+            held = (f"{out / 'last.pt'} still holds "
+                    + (f"{step} steps of epoch {epoch + 1}" if step else f"epoch {epoch}")
+                    + (" and best.pt the best epoch before it" if epoch else ""))
+            fix = f"free some space, then --resume {out}"
+        else:
+            held, fix = "nothing had been saved yet", "free some space and start again"
         return (f"disk full: could not write {err.filename or out} (a half-written file is never "
                 f"left; {held}); {fix}")
 

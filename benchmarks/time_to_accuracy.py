@@ -45,11 +45,12 @@ def main(argv=None) -> int:
                      if (d / "summary.json").is_file() and d.name[9:].isdigit())
     runs = plan_runs({}, sorted(set(seeds) | set(earlier)),
                      ["--recipe", args.recipe, "--no-figures", *extra])
+    how = invocation(parser.prog, argv)
     children = Children()  # a stop signal reaches the run in progress, which checkpoints
     with forwarding(children):
         for run in runs:  # one at a time, saving after each: a time limit loses one seed at most
             execute([run], work, jobs=1, devices=None, children=children)
-            finished = save(args, runs, extra, device, invocation(parser.prog, argv))
+            finished = save(args, runs, extra, device, how)
     print(f"{args.recipe}: {finished} of {len(runs)} runs finished ({device})")
     print(markdown(summarize([r for r in runs if "rc" in r])))
     return 0 if finished == len(runs) else 1

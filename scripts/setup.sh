@@ -14,8 +14,8 @@ torch_spec=${FASTCIFAR_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # torch first, pinned, so that nothing later pulls a different build
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
-  # a CUDA build of torch takes about 7 GB here; pip's own "No space left on device" comes only
-  # after minutes of downloading and does not say how much was needed
+  # a CUDA build of torch takes about 7 GB; pip's own "No space left on device" comes only after
+  # the download and does not say how much was needed
   free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
   if [ -z "${FASTCIFAR_TORCH:-}" ] && [ "${free_gb:-0}" -lt 8 ]; then
     echo "error: ${free_gb} GB free under $(pwd); setting up needs about 8 GB (torch's CUDA" \

@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             saved = save_result(args.name, {
                 "data_name": "CIFAR-10 (JPEG q75 copy)", "recipe": args.recipe,
                 "parts": PARTS, "timing": "race_seconds: whitening fit + training + final TTA "
-                "pass (race_airbench_cpu.py's convention), wall clock on the CPU",
+                "pass (the race's convention), wall clock on the CPU",
                 "table": table(rows), "rows": rows}, args.out,
                 command=invocation(parser.prog, argv), settings=vars(args))
     print_table(table(rows), ["variant", "seeds", "test_acc", "std", "race_seconds"])
